@@ -1,0 +1,86 @@
+"""The ``promoter`` command line: a thin Typer layer over the engine.
+
+Every command module registers itself on the root app. Errors from the engine (``promoter.errors``) are
+turned into a message on stderr and the exit code of ``promoter.exitcodes`` here, in one place.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from promoter import __version__
+
+
+class PromoterGroup(TyperGroup):
+    """Maps engine exceptions to a message and an exit code, for every command and sub-command."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        from promoter.errors import PromoterError
+
+        try:
+            return super().invoke(ctx)
+        except PromoterError as exc:
+            _report(exc)
+            raise typer.Exit(int(exc.exit_code)) from None
+
+
+def _report(exc) -> None:
+    from promoter.cli.common import console
+
+    err = console(stderr=True)
+    err.print(f"[bold red]error:[/] {exc.message}", markup=True, highlight=False)
+    if exc.hint:
+        err.print(f"[dim]hint:[/] {exc.hint}", markup=True, highlight=False)
+
+
+app = typer.Typer(
+    cls=PromoterGroup,
+    name="promoter",
+    help="Promote the campaigns API through DEV, SIT and PROD: preflight, infra, deploy with canary "
+    "analysis and automatic rollback, smoke tests, rollback, status. `promoter rehearse` runs the whole "
+    "promotion offline against an embedded sandbox.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"promoter {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Exit codes: 0 ok; 1 refused or check failed, nothing changed; 2 usage; 3 release failed and rolled
+    back cleanly; 4 rollback failed, manual action needed."""
+
+
+def _register() -> None:
+    from promoter.cli import build, plan
+
+    for module in (build, plan):
+        module.register(app)
+    for name in ("preflight", "sandbox", "release", "infra", "smoke", "rehearse"):
+        try:
+            module = __import__(f"promoter.cli.{name}", fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != f"promoter.cli.{name}":
+                raise
+            continue
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    sys.exit(app())

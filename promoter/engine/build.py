@@ -1,0 +1,190 @@
+"""Build the service's Lambda artifact, reproducibly.
+
+Stages:
+
+1. resolve the release tag (``--release``, else the tag on HEAD, else ``dev-<sha>``);
+2. vendor the runtime dependencies of ``campaigns_lambda/requirements.txt`` for the target: ``lambda`` means
+   CPython 3.12 manylinux x86_64 wheels (``pip install --platform ... --only-binary=:all:``), ``local`` the
+   host interpreter, which the sandbox runs; boto3 and botocore are never vendored, the runtime has them;
+   vendored trees are cached by (target, requirements) so repeated builds do not reinstall;
+3. write the zip: the package (without ``terraform/``, ``__pycache__``), a ``RELEASE`` file with the tag,
+   and the dependencies, with sorted entries, fixed timestamps and modes: same inputs, same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from promoter.errors import ConfigurationError, UsageError
+
+FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+NEVER_VENDOR = {"boto3", "botocore", "s3transfer"}
+SKIP_DIRS = {"__pycache__", "terraform", "tests", "bin"}
+SKIP_SUFFIXES = {".pyc", ".pyo"}
+TARGETS = ("lambda", "local")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: str
+    release: str
+    target: str
+    size: int
+    sha256: str
+    code_sha256: str  # base64 of the sha256 digest: the form Lambda reports as CodeSha256
+    files: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def source_root() -> Path:
+    """The directory that holds the ``campaigns_lambda`` package."""
+    import campaigns_lambda
+
+    return Path(campaigns_lambda.__file__).resolve().parent.parent
+
+
+def resolve_release(release: str | None, repo: Path | None = None) -> str:
+    if release:
+        return release
+    repo = repo or Path.cwd()
+    tag = _git(repo, "describe", "--tags", "--exact-match", "HEAD")
+    if tag:
+        return tag
+    sha = _git(repo, "rev-parse", "--short", "HEAD")
+    return f"dev-{sha}" if sha else "dev"
+
+
+def build(
+    *,
+    release: str | None = None,
+    target: str = "lambda",
+    out_dir: Path = Path("dist"),
+    python_version: str = "3.12",
+    platform: str = "manylinux2014_x86_64",
+    cache_dir: Path | None = None,
+    progress: Callable[[str], None] = lambda _msg: None,
+) -> Artifact:
+    if target not in TARGETS:
+        raise UsageError(f"unknown build target {target!r}; choose one of: {', '.join(TARGETS)}")
+    release = resolve_release(release)
+    if not release or any(c in release for c in "/\\\n\0") or len(release) > 128:
+        raise UsageError(f"invalid release tag {release!r}")
+    root = source_root()
+    package_dir = root / "campaigns_lambda"
+    requirements = package_dir / "requirements.txt"
+    progress(f"vendoring dependencies for target {target}")
+    vendor = vendor_dependencies(requirements, target, python_version, platform, cache_dir, progress)
+
+    entries: dict[str, bytes] = {}
+    for path in _walk(package_dir):
+        entries["campaigns_lambda/" + path.relative_to(package_dir).as_posix()] = path.read_bytes()
+    entries["campaigns_lambda/RELEASE"] = (release + "\n").encode()
+    for path in _walk(vendor):
+        rel = path.relative_to(vendor).as_posix()
+        if rel.split("/", 1)[0].lower().split("-", 1)[0] in NEVER_VENDOR:
+            continue
+        entries.setdefault(rel, path.read_bytes())
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / f"campaigns_lambda-{release}-{target}.zip"
+    tmp = final.with_suffix(".zip.tmp")
+    progress(f"writing {final} ({len(entries)} files)")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
+            info.external_attr = (0o100644 & 0xFFFF) << 16
+            info.create_system = 3
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, entries[name], compresslevel=9)
+    os.replace(tmp, final)  # never leave a half-written artifact under the final name
+    digest = hashlib.sha256(final.read_bytes()).digest()
+    return Artifact(
+        path=str(final),
+        release=release,
+        target=target,
+        size=final.stat().st_size,
+        sha256=digest.hex(),
+        code_sha256=base64.b64encode(digest).decode(),
+        files=len(entries),
+    )
+
+
+def vendor_dependencies(
+    requirements: Path,
+    target: str,
+    python_version: str,
+    platform: str,
+    cache_dir: Path | None,
+    progress: Callable[[str], None],
+) -> Path:
+    reqs = requirements.read_bytes() if requirements.exists() else b""
+    host = f"{sys.version_info.major}.{sys.version_info.minor}"
+    key_src = reqs + f"|{target}|{python_version}|{platform}|{host}".encode()
+    key = hashlib.sha256(key_src).hexdigest()[:16]
+    cache = (cache_dir or _default_cache()) / f"vendor-{target}-{key}"
+    if (cache / ".complete").exists():
+        progress(f"using cached dependencies {cache}")
+        return cache
+    if not reqs.strip():
+        cache.mkdir(parents=True, exist_ok=True)
+        (cache / ".complete").write_text("")
+        return cache
+    staging = cache.with_name(cache.name + f".tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+           "--target", str(staging), "-r", str(requirements)]
+    if target == "lambda":
+        cmd += ["--platform", platform, "--implementation", "cp", "--python-version", python_version,
+                "--only-binary=:all:"]
+    progress("pip " + " ".join(cmd[3:]))
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ConfigurationError(
+            f"could not vendor dependencies for target {target}: {result.stderr.strip()[-800:]}",
+            hint="check network access to the package index, or build with --target local",
+        )
+    for name in list(staging.iterdir()):
+        if name.name.lower().split("-", 1)[0] in NEVER_VENDOR or name.name == "bin":
+            shutil.rmtree(name, ignore_errors=True) if name.is_dir() else name.unlink()
+    (staging / ".complete").write_text("")
+    if cache.exists():
+        shutil.rmtree(staging, ignore_errors=True)
+    else:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, cache)
+    return cache
+
+
+def _walk(base: Path) -> Iterable[Path]:
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+        for filename in sorted(filenames):
+            path = Path(dirpath) / filename
+            if path.suffix in SKIP_SUFFIXES or filename == ".complete" or filename == "RELEASE":
+                continue
+            yield path
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "promoter"
+
+
+def _git(repo: Path, *args: str) -> str | None:
+    try:
+        result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else None

@@ -1,0 +1,99 @@
+"""The exceptions ``promoter`` raises, one tree, each with the exit code the CLI maps it to.
+
+    PromoterError                       base; exit 1 (refused, nothing changed)
+    ├── UsageError                      bad options or arguments; exit 2
+    │   └── UnknownEnvironment          --env names no environment of the plan
+    ├── PlanError                       the plan file is missing, not YAML, or invalid
+    ├── ConfigurationError              credentials, profiles, tools (terraform) missing or wrong
+    ├── AwsError                        an AWS call failed (access denied, throttled, unreachable)
+    │   └── PreconditionFailed          a RevisionId / CodeSha256 guard tripped (someone else changed it)
+    ├── LockHeld                        another run holds the environment's lock
+    ├── RefusedError                    a guard refused to act (destructive plan, stale plan, no approval)
+    ├── ReleaseFailed                   a release failed and the alias was rolled back cleanly; exit 3
+    └── RollbackFailed                  a rollback failed; manual action needed; exit 4
+
+The engine raises these; only ``promoter.cli`` turns them into messages and exit codes.
+"""
+
+from __future__ import annotations
+
+from promoter.exitcodes import ExitCode
+
+
+class PromoterError(Exception):
+    """Base of every error the engine reports to a user."""
+
+    exit_code: ExitCode = ExitCode.REFUSED
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(PromoterError):
+    exit_code = ExitCode.USAGE
+
+
+class UnknownEnvironment(UsageError):
+    def __init__(self, env: str | None, known: list[str]) -> None:
+        known_text = ", ".join(known)
+        if env:
+            message = f"unknown environment {env!r}; the plan defines: {known_text}"
+        else:
+            message = f"no environment given; pass --env or set PROMOTER_ENV to one of: {known_text}"
+        super().__init__(message, hint=f"for example: --env {known[0]}" if known else None)
+        self.env = env
+        self.known = known
+
+
+class PlanError(PromoterError):
+    """The plan is missing, unreadable or invalid. ``problems`` holds one line per problem."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__("\n".join(f"{path}: {p}" for p in problems))
+
+
+class ConfigurationError(PromoterError):
+    pass
+
+
+class AwsError(PromoterError):
+    def __init__(self, message: str, *, code: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+
+
+class PreconditionFailed(AwsError):
+    pass
+
+
+class LockHeld(PromoterError):
+    def __init__(self, env: str, holder: dict) -> None:
+        who = holder.get("who", "unknown")
+        since = holder.get("since", "unknown time")
+        pid = holder.get("pid", "?")
+        host = holder.get("host", "?")
+        super().__init__(
+            f"environment {env!r} is locked by {who} (pid {pid} on {host}) since {since}",
+            hint=f"wait for that run to end, or if it is dead: promoter lock break --env {env}",
+        )
+        self.env = env
+        self.holder = holder
+
+
+class RefusedError(PromoterError):
+    pass
+
+
+class ReleaseFailed(PromoterError):
+    exit_code = ExitCode.ROLLED_BACK
+
+
+class RollbackFailed(PromoterError):
+    exit_code = ExitCode.ROLLBACK_FAILED

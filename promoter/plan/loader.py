@@ -1,0 +1,100 @@
+"""Find, read and validate a plan file.
+
+Errors name the file, the line, the field path and the problem, one line per problem, so a broken plan is
+fixed in one pass::
+
+    plans/PROM-CAMP-001.yaml:88: canary.steps.0.weight: Input should be less than or equal to 100
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from promoter.errors import PlanError
+from promoter.plan.models import Plan
+
+DEFAULT_PLAN = Path("plans") / "PROM-CAMP-001.yaml"
+PLAN_ENV_VAR = "PROMOTER_PLAN"
+
+
+def default_plan_path() -> Path:
+    """``$PROMOTER_PLAN``, else ``plans/PROM-CAMP-001.yaml`` in the working directory or the source tree."""
+    if os.environ.get(PLAN_ENV_VAR):
+        return Path(os.environ[PLAN_ENV_VAR])
+    if DEFAULT_PLAN.exists():
+        return DEFAULT_PLAN
+    bundled = Path(__file__).resolve().parents[2] / DEFAULT_PLAN
+    return bundled if bundled.exists() else DEFAULT_PLAN
+
+
+def load_plan(path: str | os.PathLike[str] | None = None) -> Plan:
+    plan_path = Path(path) if path else default_plan_path()
+    shown = str(plan_path)
+    try:
+        text = plan_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanError(shown, ["file not found (pass --plan FILE or set PROMOTER_PLAN)"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanError(shown, [f"cannot read: {exc}"]) from None
+    return parse_plan(text, shown)
+
+
+def parse_plan(text: str, source: str = "<plan>") -> Plan:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PlanError(where, [f"not valid YAML: {problem}"]) from None
+    if not isinstance(data, dict):
+        raise PlanError(source, ["the plan must be a YAML mapping at the top level"])
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as exc:
+        raise PlanError(source, _describe(exc, node)) from None
+
+
+def _describe(exc: ValidationError, root: yaml.Node | None) -> list[str]:
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; unknown keys are not allowed)"
+        elif err["type"] == "missing":
+            message = "required field is missing"
+        message = message.removeprefix("Value error, ")
+        line = _line_of(root, loc)
+        prefix = f"line {line}: " if line else ""
+        problems.append(f"{prefix}{path}: {message}")
+    return problems
+
+
+def _line_of(node: yaml.Node | None, loc: list[Any]) -> int | None:
+    """1-based line of the deepest YAML node on ``loc`` that exists."""
+    line = None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        child = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == str(part):
+                    child = value if isinstance(part, int) is False else value
+                    line = key.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+        node = child
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line

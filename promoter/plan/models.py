@@ -1,0 +1,314 @@
+"""Pydantic models of a promotion plan (``plans/*.yaml``).
+
+Every model forbids unknown keys, so a typo in the plan is an error instead of a silently ignored setting.
+Names in ``resources`` and ``alarms`` are templates with ``{env}``; :meth:`Plan.names` resolves them for one
+environment.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+AWS_REGION = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Service(_Strict):
+    name: str
+    package: str
+    handler: str
+    runtime: str = "python3.12"
+    architecture: Literal["x86_64", "arm64"] = "x86_64"
+    memory_mb: int = Field(256, ge=128, le=10240)
+    timeout_seconds: int = Field(10, ge=1, le=900)
+    base_path: str
+    health_path: str
+
+    @property
+    def python_version(self) -> str:
+        """``python3.12`` -> ``3.12``."""
+        return self.runtime.removeprefix("python")
+
+
+class CodePolicy(_Strict):
+    branch: str = "main"
+    require_clean_tree: bool = True
+    require_release_tag: bool = True
+    tag_pattern: str = r"^v\d+\.\d+\.\d+$"
+
+    @field_validator("tag_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+
+class DisasterRecovery(_Strict):
+    primary_region: str = Field(pattern=AWS_REGION)
+    failover_region: str = Field(pattern=AWS_REGION)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> DisasterRecovery:
+        if self.primary_region == self.failover_region:
+            raise ValueError("failover_region must differ from primary_region")
+        return self
+
+
+class Strategy(_Strict):
+    mode: Literal["canary", "all-at-once"] = "all-at-once"
+    canary_required: bool = False
+
+    @model_validator(mode="after")
+    def _required_means_canary(self) -> Strategy:
+        if self.canary_required and self.mode != "canary":
+            raise ValueError("canary_required is true but mode is not 'canary'")
+        return self
+
+
+class Environment(_Strict):
+    account_id: str = Field(pattern=r"^\d{12}$")
+    region: str = Field(pattern=AWS_REGION)
+    domain: str = Field(pattern=r"^[a-z0-9.-]+\.[a-z]{2,}$")
+    profile: str
+    terraform_workspace: str
+    build_target: Literal["lambda", "local"] = "lambda"
+    log_retention_days: int = Field(30, ge=1)
+    require_pitr: bool = False
+    allow_chaos: bool = False
+    dr: DisasterRecovery | None = None
+    strategy: Strategy = Strategy()
+
+    @model_validator(mode="after")
+    def _dr_primary_is_region(self) -> Environment:
+        if self.dr and self.dr.primary_region != self.region:
+            raise ValueError(f"dr.primary_region {self.dr.primary_region} differs from region {self.region}")
+        return self
+
+
+class Resources(_Strict):
+    function: str
+    alias: str = "live"
+    table: str
+    table_partition_key: str = "id"
+    templates_bucket: str
+    log_group: str
+    execution_role: str
+    dlq: str
+    sns_topic: str
+    dashboard: str
+    user_pool: str
+    user_pool_client: str
+    rest_api: str
+    base_path_mapping: str
+
+
+class Dependency(_Strict):
+    resource: Literal["table", "templates_bucket", "user_pool"]
+    owner: str
+    note: str = ""
+
+
+class CanaryStep(_Strict):
+    weight: int = Field(ge=1, le=100)
+    bake_seconds: int = Field(ge=0)
+
+
+class Canary(_Strict):
+    steps: list[CanaryStep] = Field(min_length=1)
+    analysis_interval_seconds: int = Field(60, ge=1)
+    min_invocations: int = Field(50, ge=1)
+    max_extension_seconds: int = Field(900, ge=0)
+    on_inconclusive: Literal["fail", "pass"] = "fail"
+    compare_to_stable: bool = True
+    relative_tolerance_pct: float = Field(1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _ascending_to_100(self) -> Canary:
+        weights = [s.weight for s in self.steps]
+        if any(b <= a for a, b in zip(weights, weights[1:], strict=False)):
+            raise ValueError(f"canary weights must strictly increase, got {weights}")
+        if weights[-1] != 100:
+            raise ValueError(f"the last canary step must be 100, got {weights[-1]}")
+        return self
+
+
+class RollbackThresholds(_Strict):
+    error_rate_pct: float = Field(gt=0, le=100)
+    p95_duration_ms: float = Field(gt=0)
+    throttles_per_minute: float = Field(ge=0)
+    dlq_messages: int = Field(ge=0)
+
+
+class Sla(_Strict):
+    p95_ms: float = Field(gt=0)
+    error_rate_pct: float = Field(ge=0, le=100)
+
+
+class Alarm(_Strict):
+    id: str
+    name: str
+    description: str = ""
+    metric: str
+    statistic: str
+    threshold: float
+    comparison: Literal[
+        "GreaterThanThreshold", "GreaterThanOrEqualToThreshold", "LessThanThreshold", "LessThanOrEqualToThreshold"
+    ]
+    period_seconds: int = Field(60, ge=10)
+    evaluation_periods: int = Field(1, ge=1)
+    actions: list[Literal["sns", "autoscale"]] = ["sns"]
+
+
+class Terraform(_Strict):
+    directory: str
+    min_version: str = Field("1.0.0", pattern=r"^\d+\.\d+\.\d+$")
+    max_plan_age_minutes: int = Field(60, ge=1)
+    protected_resource_types: list[str] = []
+    protected_addresses: list[str] = []
+
+
+class Gate(_Strict):
+    id: str
+    title: str
+    before_env: str
+    kind: Literal["signoff", "change-request", "terraform", "other"] = "other"
+    approvers: list[str] = []
+    record_with: str = ""
+
+
+class ManualCheck(_Strict):
+    id: str
+    title: str
+    envs: list[str]
+    record_with: str = ""
+
+
+class PhaseStep(_Strict):
+    id: str
+    title: str
+    command: str | None = None
+    manual: bool = False
+
+
+class Phase(_Strict):
+    id: str
+    title: str
+    env: str
+    steps: list[PhaseStep] = Field(min_length=1)
+
+
+class SmokeCampaign(_Strict):
+    name: str
+    status: str = "draft"
+    start_date: str
+
+
+class Smoke(_Strict):
+    latency_budget_ms: float = Field(500, gt=0)
+    test_campaign: SmokeCampaign
+
+
+class Load(_Strict):
+    requests_per_second: float = Field(gt=0)
+    duration_seconds: int = Field(gt=0)
+
+
+class Contact(_Strict):
+    role: str
+    contact: str
+    availability: str = ""
+
+
+class ResolvedNames(_Strict):
+    """Every resource name of one environment, with ``{env}`` substituted."""
+
+    env: str
+    function: str
+    alias: str
+    table: str
+    table_partition_key: str
+    templates_bucket: str
+    log_group: str
+    execution_role: str
+    dlq: str
+    sns_topic: str
+    dashboard: str
+    user_pool: str
+    user_pool_client: str
+    rest_api: str
+    base_path_mapping: str
+    alarms: dict[str, str]
+
+
+class Plan(_Strict):
+    plan_version: Literal[1]
+    id: str
+    title: str
+    project: str
+    owner: str
+    service: Service
+    code: CodePolicy = CodePolicy()
+    environments: dict[str, Environment] = Field(min_length=1)
+    resources: Resources
+    dependencies: list[Dependency] = []
+    canary: Canary
+    rollback_thresholds: RollbackThresholds
+    sla: Sla
+    alarms: list[Alarm] = []
+    dashboard_widgets: list[str] = []
+    terraform: Terraform
+    gates: list[Gate] = []
+    manual_checks: list[ManualCheck] = []
+    phases: list[Phase] = []
+    smoke: Smoke
+    load: Load
+    contacts: list[Contact] = []
+
+    @model_validator(mode="after")
+    def _references(self) -> Plan:
+        envs = set(self.environments)
+        problems = []
+        for i, phase in enumerate(self.phases):
+            if phase.env not in envs:
+                problems.append(f"phases.{i}.env: unknown environment {phase.env!r}")
+        for i, gate in enumerate(self.gates):
+            if gate.before_env != "any" and gate.before_env not in envs:
+                problems.append(f"gates.{i}.before_env: unknown environment {gate.before_env!r}")
+        for i, check in enumerate(self.manual_checks):
+            for env in check.envs:
+                if env not in envs:
+                    problems.append(f"manual_checks.{i}.envs: unknown environment {env!r}")
+        ids = [a.id for a in self.alarms]
+        if len(ids) != len(set(ids)):
+            problems.append("alarms: alarm ids must be unique")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def environment(self, env: str) -> Environment:
+        try:
+            return self.environments[env]
+        except KeyError:
+            from promoter.errors import UnknownEnvironment
+
+            raise UnknownEnvironment(env, sorted(self.environments)) from None
+
+    def names(self, env: str) -> ResolvedNames:
+        """Resource names for ``env``, with every ``{env}`` placeholder filled in."""
+        self.environment(env)
+        fields = {k: v.replace("{env}", env) if isinstance(v, str) else v for k, v in self.resources}
+        alarms = {a.id: a.name.replace("{env}", env) for a in self.alarms}
+        return ResolvedNames(env=env, alarms=alarms, **fields)
+
+    def uses_canary(self, env: str, requested: bool = False) -> bool:
+        strategy = self.environment(env).strategy
+        return requested or strategy.canary_required

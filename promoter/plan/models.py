@@ -141,6 +141,15 @@ class Canary(_Strict):
         return self
 
 
+class Metrics(_Strict):
+    lambda_namespace: str = "AWS/Lambda"
+    service_namespace: str
+    service_dimension: str = "service"
+    service_name: str
+    version_dimension: str = "function_version"
+    server_error_metric: str = "ServerErrors"
+
+
 class RollbackThresholds(_Strict):
     error_rate_pct: float = Field(gt=0, le=100)
     p95_duration_ms: float = Field(gt=0)
@@ -261,6 +270,7 @@ class Plan(_Strict):
     resources: Resources
     dependencies: list[Dependency] = []
     canary: Canary
+    metrics: Metrics
     rollback_thresholds: RollbackThresholds
     sla: Sla
     alarms: list[Alarm] = []

@@ -11,7 +11,9 @@ from promoter.cli.common import JsonOpt, PlanOpt, console, print_json
 
 
 def build(
-    release: Annotated[str | None, typer.Option(help="Release tag baked into the artifact. Default: HEAD's tag.")] = None,
+    release: Annotated[
+        str | None, typer.Option(help="Release tag baked into the artifact. Default: HEAD's tag.")
+    ] = None,
     target: Annotated[
         str, typer.Option(help="lambda: python3.12 manylinux x86_64 wheels; local: this interpreter (sandbox).")
     ] = "lambda",

@@ -81,7 +81,7 @@ class Ledger:
         line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
         path = self.path(env)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             _repair_tail(fd)

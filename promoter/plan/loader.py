@@ -89,7 +89,7 @@ def _line_of(node: yaml.Node | None, loc: list[Any]) -> int | None:
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 if key.value == str(part):
-                    child = value if isinstance(part, int) is False else value
+                    child = value
                     line = key.start_mark.line + 1
                     break
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):

@@ -7,6 +7,7 @@ environment.
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Literal
 
@@ -134,7 +135,7 @@ class Canary(_Strict):
     @model_validator(mode="after")
     def _ascending_to_100(self) -> Canary:
         weights = [s.weight for s in self.steps]
-        if any(b <= a for a, b in zip(weights, weights[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(weights)):
             raise ValueError(f"canary weights must strictly increase, got {weights}")
         if weights[-1] != 100:
             raise ValueError(f"the last canary step must be 100, got {weights[-1]}")

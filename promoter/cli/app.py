@@ -29,12 +29,15 @@ class PromoterGroup(TyperGroup):
 
 
 def _report(exc) -> None:
+    from rich.markup import escape
+
     from promoter.cli.common import console
 
+    # Messages quote user input (regexes with [a-z], paths): escape them; never wrap, one problem per line.
     err = console(stderr=True)
-    err.print(f"[bold red]error:[/] {exc.message}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True, highlight=False, soft_wrap=True)
     if exc.hint:
-        err.print(f"[dim]hint:[/] {exc.hint}", markup=True, highlight=False)
+        err.print(f"[dim]hint:[/] {escape(exc.hint)}", markup=True, highlight=False, soft_wrap=True)
 
 
 app = typer.Typer(

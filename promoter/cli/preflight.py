@@ -30,10 +30,12 @@ def preflight(
     ] = None,
     repo: Annotated[Path, typer.Option("--repo", help="Git checkout of the service.", file_okay=False)] = Path("."),
     only: Annotated[
-        list[str] | None, typer.Option("--only", help="Run only these check ids or groups (comma-separated).")
+        list[str] | None,
+        typer.Option("--only", metavar="ID,...", help="Run only these check ids or groups (comma-separated)."),
     ] = None,
     skip: Annotated[
-        list[str] | None, typer.Option("--skip", help="Skip these check ids or groups (comma-separated), e.g. code.")
+        list[str] | None,
+        typer.Option("--skip", metavar="ID,...", help="Skip these check ids or groups (comma-separated), e.g. code."),
     ] = None,
     ledger_dir: LedgerOpt = None,
     json_output: JsonOpt = False,

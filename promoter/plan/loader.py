@@ -3,12 +3,13 @@
 Errors name the file, the line, the field path and the problem, one line per problem, so a broken plan is
 fixed in one pass::
 
-    plans/PROM-CAMP-001.yaml:88: canary.steps.0.weight: Input should be less than or equal to 100
+    plans/PROM-CAMP-001.yaml: line 99: canary.steps.0.weight: Input should be less than or equal to 100
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,9 @@ def parse_plan(text: str, source: str = "<plan>") -> Plan:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
+        where = f"line {mark.line + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise PlanError(where, [f"not valid YAML: {problem}"]) from None
+        raise PlanError(source, [f"{where}not valid YAML: {problem}"]) from None
     if not isinstance(data, dict):
         raise PlanError(source, ["the plan must be a YAML mapping at the top level"])
     try:
@@ -72,29 +73,39 @@ def _describe(exc: ValidationError, root: yaml.Node | None) -> list[str]:
         elif err["type"] == "missing":
             message = "required field is missing"
         message = message.removeprefix("Value error, ")
+        if not loc and _REFERENCE.match(message):
+            # Cross-reference problems found on the whole plan carry their own paths ("gates.0.before_env: ...").
+            for part in message.split("; "):
+                ref_path, _, ref_message = part.partition(": ")
+                ref_loc = [int(p) if p.isdigit() else p for p in ref_path.split(".")]
+                line = _line_of(root, ref_loc)
+                problems.append(f"{f'line {line}: ' if line else ''}{ref_path}: {ref_message}")
+            continue
         line = _line_of(root, loc)
         prefix = f"line {line}: " if line else ""
         problems.append(f"{prefix}{path}: {message}")
     return problems
 
 
+_REFERENCE = re.compile(r"^[a-z_]+(\.[A-Za-z0-9_-]+)*: ")
+
+
 def _line_of(node: yaml.Node | None, loc: list[Any]) -> int | None:
-    """1-based line of the deepest YAML node on ``loc`` that exists."""
-    line = None
+    """1-based line of the deepest node on ``loc`` that exists in the YAML: the key's line for a mapping entry (so an
+    error about a whole section points at its key, not its first child), the item's line for a list entry, and the
+    enclosing key's line for a missing field."""
+    line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
         child = None
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 if key.value == str(part):
-                    child = value
-                    line = key.start_mark.line + 1
+                    child, line = value, key.start_mark.line + 1
                     break
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             child = node.value[part]
+            line = child.start_mark.line + 1
+        if child is None:
+            break
         node = child
-    if node is not None:
-        line = node.start_mark.line + 1
     return line

@@ -1,0 +1,137 @@
+"""``promoter sandbox``: the embedded AWS look-alike on loopback (up, env, status, token, down)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from promoter.cli.common import App, EnvOpt, JsonOpt, PlanOpt, console, print_json
+
+StateDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        envvar="PROMOTER_SANDBOX",
+        help="Sandbox state directory (pids, logs, env.sh). Default: <ledger home>/sandbox.",
+        show_default=False,
+    ),
+]
+DEFAULT_ENV = "sit"
+
+
+def register(root: typer.Typer) -> None:
+    app = typer.Typer(
+        name="sandbox",
+        help="Run the embedded sandbox: moto, a Lambda front and an API front on 127.0.0.1, seeded with one "
+        "environment's baseline. Then `eval \"$(promoter sandbox env)\"` points AWS SDKs, the AWS CLI and every "
+        "promoter command at it.",
+        no_args_is_help=True,
+        pretty_exceptions_show_locals=False,
+    )
+
+    @app.command("up")
+    def up(
+        env: EnvOpt = None,
+        plan: PlanOpt = None,
+        state_dir: StateDirOpt = None,
+        timeout: Annotated[float, typer.Option("--timeout", help="Seconds each process may take to answer.")] = 30.0,
+        json_output: JsonOpt = False,
+    ) -> None:
+        """Start the sandbox in the background and seed it (refuses if one already runs in the state dir)."""
+        from promoter.plan.loader import default_plan_path
+        from promoter.sandbox.manager import Sandbox
+
+        application = App(plan_path=plan, env_name=env or DEFAULT_ENV)
+        sandbox = Sandbox.up(
+            plan=application.plan,
+            env=application.env,
+            state_dir=state_dir,
+            plan_path=plan or default_plan_path(),
+            ready_timeout=timeout,
+            progress=lambda message: typer.echo(message, err=True),
+        )
+        if json_output:
+            print_json({"endpoints": sandbox.endpoints, "env": sandbox.env_vars(),
+                        "env_file": str(sandbox.state_dir / "env.sh"), "ready_seconds": sandbox.state["ready_seconds"]})
+            return
+        out = console()
+        out.print(f"sandbox for {sandbox.env} is up ({sandbox.state['ready_seconds']}s), account "
+                  f"{sandbox.state['account_id']}, region {sandbox.region}")
+        for name, url in sandbox.endpoints.items():
+            out.print(f"  {name.rstrip('_'):<7} {url}")
+        out.print(f"  env     {sandbox.state_dir / 'env.sh'}")
+        out.print('point your shell at it:  eval "$(promoter sandbox env)"' if state_dir is None else
+                  f'point your shell at it:  eval "$(promoter sandbox env --state-dir {sandbox.state_dir})"')
+
+    @app.command("env")
+    def env_(state_dir: StateDirOpt = None) -> None:
+        """Print the shell lines that point AWS SDKs, the AWS CLI and promoter at the running sandbox."""
+        from promoter.sandbox.manager import ENV_FILE, Sandbox
+
+        sandbox = Sandbox.attach(state_dir)
+        path = sandbox.state_dir / ENV_FILE
+        typer.echo(path.read_text() if path.exists() else sandbox.env_script(), nl=False)
+
+    @app.command("status")
+    def status(state_dir: StateDirOpt = None, json_output: JsonOpt = False) -> None:
+        """Show the processes, endpoints, function versions and the alias weights."""
+        from promoter.sandbox.manager import Sandbox
+
+        report = Sandbox.attach(state_dir).status()
+        if json_output:
+            print_json(report)
+            return
+        _render_status(report)
+
+    @app.command("token")
+    def token(
+        group: Annotated[
+            str, typer.Option("--group", "-g", help="campaigns-viewer, campaigns-editor, campaigns-admin or none.")
+        ] = "campaigns-admin",
+        state_dir: StateDirOpt = None,
+    ) -> None:
+        """Print a Cognito IdToken (a bearer token for the API front) of that group's test user."""
+        from promoter.sandbox.manager import Sandbox
+
+        typer.echo(Sandbox.attach(state_dir).token(group))
+
+    @app.command("down")
+    def down(state_dir: StateDirOpt = None) -> None:
+        """Stop every process the sandbox started (workers included)."""
+        from promoter.sandbox.manager import Sandbox, default_state_dir
+
+        sandbox = Sandbox.recorded(state_dir)  # running or not: down also clears a stale record
+        if sandbox is None:
+            directory = Path(state_dir or default_state_dir()).resolve()
+            console(stderr=True).print(f"no sandbox in {directory}; nothing to stop", highlight=False)
+            return
+        sandbox.down()
+        console(stderr=True).print(f"sandbox in {sandbox.state_dir} stopped", highlight=False)
+
+    root.add_typer(app, name="sandbox")
+
+
+def _render_status(report: dict) -> None:
+    from rich.table import Table
+
+    out = console()
+    out.print(f"sandbox {report['env']} ({report['account_id']}, {report['region']}) in {report['state_dir']}: "
+              f"{'healthy' if report['healthy'] else 'DEGRADED'}", highlight=False)
+    table = Table("process", "pid", "alive", "port", "url", "log")
+    for name, proc in report["processes"].items():
+        table.add_row(name, str(proc["pid"]), "yes" if proc["alive"] else "NO", str(proc["port"]), proc["url"],
+                      proc["log"])
+    out.print(table)
+    function = report.get("function", {})
+    if "error" in function:
+        out.print(f"function: cannot be read: {function['error']}", highlight=False)
+        return
+    versions = Table("version", "description", title=f"function {function['name']}")
+    for version in function["versions"]:
+        versions.add_row(version["version"], version["description"])
+    out.print(versions)
+    alias = function["alias"]
+    weights = ", ".join(f"v{v} {w * 100:.0f}%" for v, w in alias["weights"].items())
+    out.print(f"alias {alias['name']} -> version {alias['version']} ({weights})", highlight=False)

@@ -5,11 +5,13 @@
     │   └── UnknownEnvironment          --env names no environment of the plan
     ├── PlanError                       the plan file is missing, not YAML, or invalid
     ├── ConfigurationError              credentials, profiles, tools (terraform) missing or wrong
+    ├── TerraformError                  a terraform command failed (init, plan, show, apply)
     ├── AwsError                        an AWS call failed (access denied, throttled, unreachable)
     │   └── PreconditionFailed          a RevisionId / CodeSha256 guard tripped (someone else changed it)
     ├── LockHeld                        another run holds the environment's lock
     ├── RefusedError                    a guard refused to act (destructive plan, stale plan, no approval)
     ├── ReleaseFailed                   a release failed and the alias was rolled back cleanly; exit 3
+    ├── Interrupted                     Ctrl-C / SIGTERM stopped a run; exit 3 if rolled back, else 130
     └── RollbackFailed                  a rollback failed; manual action needed; exit 4
 
 The engine raises these; only ``promoter.cli`` turns them into messages and exit codes.
@@ -63,6 +65,10 @@ class ConfigurationError(PromoterError):
     pass
 
 
+class TerraformError(PromoterError):
+    pass
+
+
 class AwsError(PromoterError):
     def __init__(self, message: str, *, code: str | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
@@ -93,6 +99,17 @@ class RefusedError(PromoterError):
 
 class ReleaseFailed(PromoterError):
     exit_code = ExitCode.ROLLED_BACK
+
+
+class Interrupted(PromoterError):
+    """A run was interrupted (Ctrl-C, SIGTERM); the message says where the alias was left."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+    def __init__(self, message: str, *, hint: str | None = None, exit_code: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        if exit_code is not None:
+            self.exit_code = ExitCode(exit_code)
 
 
 class RollbackFailed(PromoterError):

@@ -1,0 +1,212 @@
+"""The one terraform driver: :class:`TerraformCli`, over python-terraform's command builder.
+
+python-terraform builds the command lines (its option conventions: ``no_color=IsFlagged`` -> ``-no-color``,
+``input=False`` -> ``-input=false``, ``None`` -> omitted). Its convenience methods are not used, because each
+has a trap for a deploy tool:
+
+- ``plan()``/``apply()``/``init()`` merge the object's default ``variables`` (an empty dict when none were
+  given) into the options, and an empty dict becomes an injected temporary ``-var-file``;
+- ``plan()`` always adds ``-detailed-exitcode``, where exit code 2 means "changes present", not an error;
+- ``destroy()`` passes ``-force``, which Terraform 0.15 removed;
+- ``cmd()`` either captures everything until the process ends (minutes of silence during an apply) or hands
+  the child the interpreter's ``sys.stdout``/``sys.stderr``, which need real file descriptors.
+
+So options are passed explicitly to ``generate_cmd_string`` and the process is run here: long commands stream
+their output line by line to a callback (stderr by default) as terraform prints it; short queries
+(``version -json``, ``show -json``, ``workspace list``) are captured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from promoter.errors import ConfigurationError, TerraformError
+
+TERRAFORM_ENV_VAR = "PROMOTER_TERRAFORM"
+
+
+def find_terraform() -> str | None:
+    """``$PROMOTER_TERRAFORM``, else ``terraform`` on PATH, else the one installed beside this interpreter."""
+    explicit = os.environ.get(TERRAFORM_ENV_VAR)
+    if explicit:
+        return explicit
+    found = shutil.which("terraform")
+    if found:
+        return found
+    beside = Path(sys.prefix) / "bin" / "terraform"
+    return str(beside) if beside.exists() else None
+
+
+def _echo_stderr(line: str) -> None:
+    # looked up at call time, so a replaced sys.stderr (tests, pagers) receives the output
+    sys.stderr.write(line)
+    sys.stderr.flush()
+
+
+class TerraformCli:
+    """Runs terraform in one working directory. Implements ``promoter.engine.infra.TerraformRunner``."""
+
+    def __init__(
+        self,
+        working_dir: str | os.PathLike[str],
+        *,
+        binary: str | None = None,
+        env: Mapping[str, str] | None = None,
+        echo: Callable[[str], None] | None = None,
+        min_version: str | None = None,
+    ) -> None:
+        from python_terraform import Terraform
+
+        self.working_dir = Path(working_dir)
+        resolved = binary or find_terraform()
+        needed = f"terraform >= {min_version}" if min_version else "terraform"
+        if not resolved or not (Path(resolved).exists() or shutil.which(resolved)):
+            raise ConfigurationError(
+                f"terraform not found{f' at {resolved}' if resolved else ' on PATH'}; promoter needs {needed}",
+                hint=f"install {needed} (https://developer.hashicorp.com/terraform/install), put it on PATH, "
+                f"or set {TERRAFORM_ENV_VAR}=/path/to/terraform",
+            )
+        self.binary = resolved
+        self.echo = echo or _echo_stderr
+        self.env = {**os.environ, "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", **(env or {})}
+        # variables=None and var_file=None: python-terraform would otherwise add a temporary -var-file
+        self._version: str | None = None
+        self._builder = Terraform(working_dir=str(self.working_dir), terraform_bin_path=self.binary)
+
+    # -- command building and running ----------------------------------------------------------------------
+    def command(self, cmd: str, *args: str, **options: Any) -> list[str]:
+        from python_terraform import IsFlagged
+
+        options.setdefault("no_color", IsFlagged)
+        return self._builder.generate_cmd_string(cmd, *args, **options)
+
+    def _stream(self, argv: list[str], ok_codes: tuple[int, ...] = (0,)) -> int:
+        """Run ``argv``, echoing stdout and stderr line by line as they come; return the exit code."""
+        self.echo(f"$ {' '.join(_shown(a) for a in argv)}\n")
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=self.working_dir,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+                errors="replace",
+            )
+        except OSError as exc:
+            raise ConfigurationError(f"cannot run {self.binary}: {exc}") from None
+        tail: list[str] = []
+        assert proc.stdout is not None
+        with proc.stdout:
+            for line in proc.stdout:
+                self.echo(line)
+                tail = [*tail[-19:], line]
+        code = proc.wait()
+        if code not in ok_codes:
+            raise TerraformError(
+                f"`terraform {argv[1]}` failed with exit code {code} in {self.working_dir}:\n{''.join(tail).rstrip()}",
+                hint="the full terraform output is above",
+            )
+        return code
+
+    def _capture(self, argv: list[str]) -> str:
+        try:
+            proc = subprocess.run(
+                argv, cwd=self.working_dir, env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                check=False,
+            )
+        except OSError as exc:
+            raise ConfigurationError(f"cannot run {self.binary}: {exc}") from None
+        if proc.returncode != 0:
+            raise TerraformError(
+                f"`{' '.join(argv[1:3])}` failed with exit code {proc.returncode} in {self.working_dir}:\n"
+                f"{(proc.stderr or proc.stdout).strip()}"
+            )
+        return proc.stdout
+
+    # -- the TerraformRunner port ----------------------------------------------------------------------------
+    def version(self) -> str:
+        if self._version is None:
+            self._version = self._read_version()
+        return self._version
+
+    def _read_version(self) -> str:
+        out = self._capture(self.command("version", json=_flag(), no_color=None))
+        try:
+            return str(json.loads(out)["terraform_version"])
+        except (ValueError, KeyError, TypeError):
+            # before 0.13 there is no -json: the first line reads "Terraform v0.12.31"
+            match = re.search(r"v(\d+\.\d+\.\d+\S*)", out)
+            if not match:
+                raise TerraformError(f"cannot tell the version of {self.binary} from: {out[:200]!r}") from None
+            return match.group(1)
+
+    def init(self, backend_config: str | None = None) -> None:
+        self._stream(
+            self.command("init", input=False, reconfigure=_flag(), backend_config=backend_config)
+        )
+
+    def workspaces(self) -> tuple[str, list[str]]:
+        """The selected workspace and every workspace of the backend."""
+        current = ""
+        names = []
+        for raw in self._capture(self.command("workspace list", no_color=None)).splitlines():
+            line = raw.strip()
+            if not line:
+                continue
+            if line.startswith("*"):
+                line = line[1:].strip()
+                current = line
+            names.append(line)
+        return current, names
+
+    def current_workspace(self) -> str:
+        return self._capture(self.command("workspace show", no_color=None)).strip()
+
+    def select_workspace(self, name: str) -> None:
+        self._stream(self.command("workspace select", name))
+
+    def new_workspace(self, name: str) -> None:
+        self._stream(self.command("workspace new", name))
+
+    def plan(self, out: str, var_file: str | None = None) -> bool:
+        """Write a saved plan to ``out``; True when it holds changes (``-detailed-exitcode`` 2)."""
+        code = self._stream(
+            self.command("plan", input=False, detailed_exitcode=_flag(), var_file=var_file, out=out),
+            ok_codes=(0, 2),
+        )
+        return code == 2
+
+    def show_json(self, plan_file: str) -> dict[str, Any]:
+        out = self._capture(self.command("show", plan_file, json=_flag()))
+        try:
+            data = json.loads(out)
+        except ValueError as exc:
+            raise TerraformError(f"`terraform show -json {plan_file}` did not print JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise TerraformError(f"`terraform show -json {plan_file}` printed {type(data).__name__}, not an object")
+        return data
+
+    def apply(self, plan_file: str) -> None:
+        # a saved plan never prompts; -input=false makes sure nothing waits for a terminal
+        self._stream(self.command("apply", plan_file, input=False))
+
+
+def _flag() -> Any:
+    from python_terraform import IsFlagged
+
+    return IsFlagged
+
+
+def _shown(arg: str) -> str:
+    return arg if re.fullmatch(r"[\w@%+=:,./-]+", arg) else repr(arg)

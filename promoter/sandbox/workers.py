@@ -1,0 +1,491 @@
+"""Lambda execution environments for the sandbox: one warm Python process per running invocation slot.
+
+Two halves live here:
+
+- the worker (``python -m promoter.sandbox.workers --code-dir DIR --handler MOD.FN --fd N``): a separate
+  interpreter that puts one version's extracted code first on ``sys.path``, imports the handler once and then
+  serves invocations over an inherited socket, one at a time, like a Lambda execution environment;
+- the parent side (:class:`Worker`, :class:`WorkerPool`, :class:`CodeStore`) used by the Lambda front: it stores
+  the code packages by sha256, extracts them, starts workers with the version's environment, sends events,
+  enforces the timeout and reports crashes.
+
+The worker's stdout and stderr go to a file; the parent reads what an invocation wrote from that file, which is
+how the function's output reaches CloudWatch Logs and ``X-Amz-Log-Type: Tail``.
+
+Wire format: ``multiprocessing.connection`` framing over a socketpair, JSON messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+# --------------------------------------------------------------------------------------------------------------
+# worker side
+
+
+class LambdaContext:
+    """The context object a Python Lambda handler receives."""
+
+    def __init__(self, data: dict) -> None:
+        self.function_name = data["function_name"]
+        self.function_version = data["function_version"]
+        self.invoked_function_arn = data["invoked_function_arn"]
+        self.memory_limit_in_mb = int(data["memory_limit_in_mb"])
+        self.aws_request_id = data["aws_request_id"]
+        self.log_group_name = data["log_group_name"]
+        self.log_stream_name = data["log_stream_name"]
+        self.identity = None
+        self.client_context = None
+        self._deadline_ms = int(data["deadline_ms"])
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, self._deadline_ms - int(time.time() * 1000))
+
+
+def _error_payload(exc: BaseException) -> dict:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+    return {
+        "errorMessage": str(exc),
+        "errorType": type(exc).__name__,
+        "requestId": "",
+        "stackTrace": [line for line in traceback.format_list(frames)],
+    }
+
+
+def _isolate_imports(code_dir: str) -> None:
+    """Make the version's code win over anything installed on the host.
+
+    Editable installs add meta-path finders that would resolve the service package to a source checkout before
+    ``sys.path`` is consulted; an execution environment sees only its own package and the runtime's libraries.
+    """
+    sys.path.insert(0, code_dir)
+    sys.meta_path[:] = [
+        finder for finder in sys.meta_path
+        if not str(getattr(finder, "__module__", "") or type(finder).__module__).startswith("__editable__")
+    ]
+    for name in list(sys.modules):
+        top = name.split(".", 1)[0]
+        if (Path(code_dir) / top).exists() or (Path(code_dir) / f"{top}.py").exists():
+            del sys.modules[name]
+
+
+def _load_handler(handler: str):
+    module_name, _, function_name = handler.rpartition(".")
+    if not module_name:
+        raise ImportError(f"Bad handler '{handler}': not enough values to unpack (expected 2, got 1)")
+    module = importlib.import_module(module_name.replace("/", "."))
+    try:
+        return getattr(module, function_name)
+    except AttributeError:
+        raise AttributeError(f"Handler '{function_name}' missing on module '{module_name}'") from None
+
+
+def _max_rss_mb() -> int:
+    try:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    except Exception:
+        return 0
+
+
+def worker_main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m promoter.sandbox.workers")
+    parser.add_argument("--code-dir", required=True)
+    parser.add_argument("--handler", required=True)
+    parser.add_argument("--fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    conn = Connection(args.fd)
+    os.chdir(args.code_dir)
+    _isolate_imports(args.code_dir)
+    started = time.perf_counter()
+    try:
+        handler = _load_handler(args.handler)
+        init_error = None
+    except Exception as exc:
+        handler = None
+        payload = _error_payload(exc)
+        module = args.handler.rpartition(".")[0]
+        if isinstance(exc, ImportError | SyntaxError):
+            payload["errorType"] = "Runtime.ImportModuleError"
+            payload["errorMessage"] = f"Unable to import module '{module}': {exc}"
+        elif isinstance(exc, AttributeError):
+            payload["errorType"] = "Runtime.HandlerNotFound"
+        init_error = payload
+        traceback.print_exc()
+    init_ms = (time.perf_counter() - started) * 1000
+    sys.stdout.flush()
+    sys.stderr.flush()
+    conn.send_bytes(json.dumps({"ready": init_error is None, "init_ms": init_ms, "error": init_error}).encode())
+    if init_error is not None:
+        return 1
+    while True:
+        try:
+            message = json.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return 0
+        ctx = LambdaContext(message["context"])
+        reply: dict
+        try:
+            event = json.loads(message["event"]) if message["event"] else {}
+            result = handler(event, ctx)
+            try:
+                reply = {"ok": True, "payload": json.dumps(result)}
+            except (TypeError, ValueError) as exc:
+                reply = {"ok": False, "error": {
+                    "errorMessage": f"Unable to marshal response: {exc}",
+                    "errorType": "Runtime.MarshalError", "requestId": ctx.aws_request_id, "stackTrace": []}}
+        except Exception as exc:
+            payload = _error_payload(exc)
+            payload["requestId"] = ctx.aws_request_id
+            print(f"[ERROR] {payload['errorType']}: {payload['errorMessage']}", file=sys.stderr)
+            traceback.print_exc()
+            reply = {"ok": False, "error": payload}
+        sys.stdout.flush()
+        sys.stderr.flush()
+        reply["max_rss_mb"] = _max_rss_mb()
+        conn.send_bytes(json.dumps(reply).encode())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# parent side
+
+
+class CodeUnavailable(Exception):
+    """No package with this CodeSha256 passed through the front."""
+
+
+class WorkerCrashed(Exception):
+    def __init__(self, exit_code: int | None) -> None:
+        super().__init__(f"exit status {exit_code}")
+        self.exit_code = exit_code
+
+
+class WorkerTimedOut(Exception):
+    pass
+
+
+class WorkerInitFailed(Exception):
+    def __init__(self, error: dict) -> None:
+        super().__init__(error.get("errorMessage", "init failed"))
+        self.error = error
+
+
+def code_sha_to_hex(code_sha256: str) -> str:
+    """Lambda's CodeSha256 (base64 of the digest) -> hex digest, used for file names."""
+    return base64.b64decode(code_sha256).hex()
+
+
+class CodeStore:
+    """Code packages by sha256 under ``<state>/zips``; extracted trees under ``<state>/code/<sha>``."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.zips = state_dir / "zips"
+        self.code = state_dir / "code"
+        self.zips.mkdir(parents=True, exist_ok=True)
+        self.code.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def put(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        path = self.zips / f"{digest}.zip"
+        if not path.exists():
+            tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        return digest
+
+    def has(self, digest: str) -> bool:
+        return (self.zips / f"{digest}.zip").exists()
+
+    def extracted(self, digest: str) -> Path:
+        target = self.code / digest
+        if target.exists():
+            return target
+        source = self.zips / f"{digest}.zip"
+        if not source.exists():
+            raise CodeUnavailable(digest)
+        with self._lock:
+            if target.exists():
+                return target
+            staging = self.code / f".{digest}.{uuid.uuid4().hex}"
+            with zipfile.ZipFile(source) as zf:
+                zf.extractall(staging)
+            os.replace(staging, target)
+        return target
+
+
+@dataclass(frozen=True)
+class FunctionVersion:
+    """What an execution environment needs to know about the version it runs."""
+
+    function_name: str
+    version: str
+    code_digest: str
+    handler: str
+    timeout_s: float
+    memory_mb: int
+    environment: tuple[tuple[str, str], ...]
+    function_arn: str  # unqualified
+    region: str
+
+    @property
+    def log_group(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+
+@dataclass
+class InvokeOutcome:
+    payload: bytes
+    error: dict | None  # Lambda's function error payload, or None
+    duration_ms: float
+    output: str  # what the worker wrote during this invocation
+    max_rss_mb: int
+    init_ms: float | None  # set on the first invocation of a fresh environment
+    log_stream: str
+
+
+@dataclass
+class Worker:
+    spec: FunctionVersion
+    proc: subprocess.Popen
+    conn: Connection
+    log_path: Path
+    log_stream: str
+    init_ms: float = 0.0
+    invocations: int = 0
+    _log_offset: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def read_output(self) -> str:
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(self._log_offset)
+                data = fh.read()
+        except OSError:
+            return ""
+        self._log_offset += len(data)
+        return data.decode("utf-8", errors="replace")
+
+    def invoke(self, event: bytes, context: dict, timeout_s: float) -> tuple[dict, float]:
+        """Send one event; return (reply, duration_ms). Raises WorkerCrashed / WorkerTimedOut."""
+        started = time.perf_counter()
+        try:
+            self.conn.send_bytes(json.dumps({"event": event.decode("utf-8"), "context": context}).encode())
+            if not self.conn.poll(timeout_s):
+                self.kill()
+                raise WorkerTimedOut()
+            reply = json.loads(self.conn.recv_bytes())
+        except (EOFError, OSError, BrokenPipeError):
+            raise WorkerCrashed(self._exit_code()) from None
+        self.invocations += 1
+        return reply, (time.perf_counter() - started) * 1000
+
+    def _exit_code(self) -> int | None:
+        try:
+            return self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            self.conn.close()
+        except OSError:
+            pass
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        try:
+            self.conn.close()
+        except OSError:
+            pass
+
+
+def _log_stream_name(version: str) -> str:
+    return time.strftime("%Y/%m/%d", time.gmtime()) + f"/[{version}]{uuid.uuid4().hex}"
+
+
+def start_worker(spec: FunctionVersion, code_dir: Path, log_dir: Path, base_env: dict[str, str]) -> Worker:
+    """Start one execution environment and wait for its init to finish."""
+    log_stream = _log_stream_name(spec.version)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{spec.function_name}.{log_stream.rsplit(']', 1)[1]}.log"
+    parent_sock, child_sock = socket.socketpair()
+    env = dict(base_env)
+    env.update(dict(spec.environment))
+    env.update({
+        "AWS_LAMBDA_FUNCTION_NAME": spec.function_name,
+        "AWS_LAMBDA_FUNCTION_VERSION": spec.version,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+        "AWS_LAMBDA_LOG_GROUP_NAME": spec.log_group,
+        "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
+        "AWS_REGION": spec.region,
+        "AWS_DEFAULT_REGION": spec.region,
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+        "LAMBDA_TASK_ROOT": str(code_dir),
+        "_HANDLER": spec.handler,
+        "PYTHONDONTWRITEBYTECODE": "1",
+    })
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "promoter.sandbox.workers", "--code-dir", str(code_dir),
+             "--handler", spec.handler, "--fd", str(child_sock.fileno())],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, pass_fds=(child_sock.fileno(),),
+            cwd=str(code_dir),
+        )
+    child_sock.close()
+    conn = Connection(parent_sock.detach())
+    worker = Worker(spec=spec, proc=proc, conn=conn, log_path=log_path, log_stream=log_stream)
+    # Init has Lambda's 10 s limit, raised to the function timeout when that is longer.
+    init_timeout = max(10.0, spec.timeout_s)
+    try:
+        if not conn.poll(init_timeout):
+            worker.kill()
+            raise WorkerInitFailed({"errorType": "Sandbox.Timedout", "errorMessage": "init timed out"})
+        hello = json.loads(conn.recv_bytes())
+    except (EOFError, OSError):
+        code = worker._exit_code()
+        raise WorkerInitFailed({"errorType": "Runtime.ExitError",
+                                "errorMessage": f"Runtime exited with error: exit status {code}"}) from None
+    if not hello.get("ready"):
+        worker.stop()
+        raise WorkerInitFailed(hello.get("error") or {"errorType": "Runtime.Unknown", "errorMessage": "init"})
+    worker.init_ms = float(hello.get("init_ms", 0.0))
+    return worker
+
+
+class WorkerPool:
+    """Warm execution environments of one version: reused, grown on demand up to ``max_workers``."""
+
+    def __init__(self, spec: FunctionVersion, code_dir: Path, log_dir: Path, base_env: dict[str, str],
+                 max_workers: int = 8) -> None:
+        self.spec = spec
+        self.code_dir = code_dir
+        self.log_dir = log_dir
+        self.base_env = base_env
+        self.max_workers = max_workers
+        self._idle: list[Worker] = []
+        self._busy: set[int] = set()
+        self._all: dict[int, Worker] = {}
+        self._starting = 0
+        self._init_error: dict | None = None
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def workers(self) -> list[Worker]:
+        with self._cond:
+            return list(self._all.values())
+
+    def _spawn(self) -> None:
+        try:
+            worker = start_worker(self.spec, self.code_dir, self.log_dir, self.base_env)
+        except WorkerInitFailed as exc:
+            with self._cond:
+                self._starting -= 1
+                self._init_error = exc.error
+                self._cond.notify_all()
+            return
+        with self._cond:
+            self._starting -= 1
+            if self._closed:
+                worker.stop()
+            else:
+                self._all[worker.pid] = worker
+                self._idle.append(worker)
+            self._cond.notify_all()
+
+    def acquire(self, wait_s: float) -> Worker:
+        deadline = time.monotonic() + wait_s
+        with self._cond:
+            while True:
+                while self._idle:
+                    worker = self._idle.pop()
+                    if worker.alive():
+                        self._busy.add(worker.pid)
+                        return worker
+                    self._all.pop(worker.pid, None)
+                    worker.kill()
+                if self._init_error is not None and self._starting == 0:
+                    error, self._init_error = self._init_error, None
+                    raise WorkerInitFailed(error)
+                if self._starting == 0 and len(self._all) < self.max_workers:
+                    self._starting += 1
+                    threading.Thread(target=self._spawn, daemon=True, name="worker-spawn").start()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise WorkerTimedOut()
+                self._cond.wait(remaining)
+
+    def release(self, worker: Worker, healthy: bool) -> None:
+        with self._cond:
+            self._busy.discard(worker.pid)
+            if healthy and worker.alive() and not self._closed:
+                self._idle.append(worker)
+            else:
+                self._all.pop(worker.pid, None)
+                worker.kill()
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            for worker in idle:
+                self._all.pop(worker.pid, None)
+        for worker in idle:
+            worker.stop()
+
+    def kill_all(self) -> None:
+        with self._cond:
+            self._closed = True
+            workers = list(self._all.values())
+            self._all.clear()
+            self._idle.clear()
+        for worker in workers:
+            worker.stop()
+
+
+def remove_code_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main())

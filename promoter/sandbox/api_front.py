@@ -79,6 +79,8 @@ class ApiFront:
         self._tokens: dict[str, dict] = {}
         self._lock = threading.Lock()
         self.by_version: Counter[str] = Counter()
+        self.first_seen: dict[str, float] = {}  # epoch seconds of each version's first and last request
+        self.last_seen: dict[str, float] = {}
         self.by_status: Counter[int] = Counter()
         self.started = time.time()
 
@@ -198,6 +200,9 @@ class ApiFront:
             self.by_status[reply.status] += 1
             if version is not None:
                 self.by_version[version] += 1
+                now = time.time()
+                self.first_seen.setdefault(version, now)
+                self.last_seen[version] = now
         reply.headers.setdefault("x-amzn-RequestId", request_id)
         reply.headers["x-amz-apigw-id"] = request_id[:12]
         return reply
@@ -291,7 +296,8 @@ class ApiFront:
         if path == "/__sandbox/stats":
             with self._lock:
                 stats = {"since": self.started, "total": sum(self.by_status.values()),
-                         "versions": dict(self.by_version), "statuses": {str(k): v for k, v in self.by_status.items()}}
+                         "versions": dict(self.by_version), "statuses": {str(k): v for k, v in self.by_status.items()},
+                         "first_seen": dict(self.first_seen), "last_seen": dict(self.last_seen)}
             return Reply(200, ok, json.dumps(stats).encode())
         if path == "/__sandbox/flush" and method == "POST":
             self.telemetry.flush()

@@ -1,0 +1,1 @@
+"""Customer Portal campaigns API (AWS Lambda behind API Gateway REST)."""

@@ -1,0 +1,126 @@
+"""CloudWatch and SQS reader for canary analysis: the ``MetricSource`` port over real (or emulated) AWS.
+
+Per version, over one window, it reads:
+
+- ``AWS/Lambda`` Invocations, Errors and Throttles (Sum) and Duration p95 (ExtendedStatistics), with the
+  dimensions Lambda publishes for an alias: FunctionName, Resource=``<function>:<alias>`` and ExecutedVersion;
+- the service's own 5xx count from the plan's ``metrics`` section (namespace, metric and dimensions);
+
+and, once per observation, the DLQ depth (SQS ApproximateNumberOfMessages) and which of the plan's alarms
+are in ALARM.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from promoter.adapters.aws import error_code, translate
+from promoter.engine.canary import Observation, VersionMetrics, Window
+from promoter.plan.models import Metrics
+
+
+class CloudWatchMetricSource:
+    def __init__(
+        self,
+        cloudwatch: Any,
+        sqs: Any,
+        *,
+        metrics: Metrics,
+        function: str,
+        alias: str,
+        dlq: str | None,
+        alarm_names: list[str],
+    ) -> None:
+        self._cw = cloudwatch
+        self._sqs = sqs
+        self._m = metrics
+        self.function = function
+        self.alias = alias
+        self.dlq = dlq
+        self.alarm_names = alarm_names
+        self._dlq_url: str | None = None
+
+    # -- the port ----------------------------------------------------------------------------------------
+    def observe(self, canary: str, stable: str | None, window: Window) -> Observation:
+        return Observation(
+            canary=self.version_metrics(canary, window),
+            stable=self.version_metrics(stable, window) if stable else None,
+            window_seconds=window.elapsed,
+            dlq_messages=self.dlq_messages(),
+            alarms_in_alarm=self.alarms_in_alarm(),
+        )
+
+    def alarms_in_alarm(self) -> tuple[str, ...]:
+        if not self.alarm_names:
+            return ()
+        names: list[str] = []
+        try:
+            # DescribeAlarms takes at most 100 names per call
+            for i in range(0, len(self.alarm_names), 100):
+                page = self._cw.describe_alarms(AlarmNames=self.alarm_names[i : i + 100], StateValue="ALARM")
+                names.extend(a["AlarmName"] for a in page.get("MetricAlarms", []))
+        except Exception as exc:
+            raise translate(exc, "describe alarms") from None
+        return tuple(sorted(names))
+
+    def dlq_messages(self) -> int | None:
+        """The DLQ's depth, or None when the queue does not exist in this account."""
+        if not self.dlq:
+            return None
+        try:
+            if self._dlq_url is None:
+                self._dlq_url = self._sqs.get_queue_url(QueueName=self.dlq)["QueueUrl"]
+            attrs = self._sqs.get_queue_attributes(QueueUrl=self._dlq_url,
+                                                   AttributeNames=["ApproximateNumberOfMessages"])
+        except Exception as exc:
+            if error_code(exc) in {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}:
+                return None
+            raise translate(exc, f"read depth of queue {self.dlq}") from None
+        return int(attrs.get("Attributes", {}).get("ApproximateNumberOfMessages", 0))
+
+    def version_metrics(self, version: str, window: Window) -> VersionMetrics:
+        lam = self._m.lambda_namespace
+        dims = [
+            {"Name": "FunctionName", "Value": self.function},
+            {"Name": "Resource", "Value": f"{self.function}:{self.alias}"},
+            {"Name": "ExecutedVersion", "Value": version},
+        ]
+        service_dims = [
+            {"Name": self._m.service_dimension, "Value": self._m.service_name},
+            {"Name": self._m.version_dimension, "Value": version},
+        ]
+        return VersionMetrics(
+            version=version,
+            invocations=self._sum(lam, "Invocations", dims, window),
+            errors=self._sum(lam, "Errors", dims, window),
+            server_errors=self._sum(self._m.service_namespace, self._m.server_error_metric, service_dims, window),
+            throttles=self._sum(lam, "Throttles", dims, window),
+            p95_ms=self._p95(lam, "Duration", dims, window),
+        )
+
+    # -- calls -------------------------------------------------------------------------------------------
+    def _stats(self, namespace: str, name: str, dims: list[dict[str, str]], window: Window,
+               **stat: Any) -> list[dict[str, Any]]:
+        try:
+            data = self._cw.get_metric_statistics(
+                Namespace=namespace,
+                MetricName=name,
+                Dimensions=dims,
+                StartTime=datetime.fromtimestamp(window.start, UTC),
+                EndTime=datetime.fromtimestamp(window.end, UTC),
+                Period=window.period,
+                **stat,
+            )
+        except Exception as exc:
+            raise translate(exc, f"read metric {namespace}/{name}") from None
+        return data.get("Datapoints", [])
+
+    def _sum(self, namespace: str, name: str, dims: list[dict[str, str]], window: Window) -> float:
+        return float(sum(p.get("Sum", 0.0) for p in self._stats(namespace, name, dims, window, Statistics=["Sum"])))
+
+    def _p95(self, namespace: str, name: str, dims: list[dict[str, str]], window: Window) -> float | None:
+        points = self._stats(namespace, name, dims, window, ExtendedStatistics=["p95"])
+        values = [p["ExtendedStatistics"]["p95"] for p in points if "p95" in (p.get("ExtendedStatistics") or {})]
+        # more than one datapoint only when CloudWatch split the window: the worst one is the safe reading
+        return max(values) if values else None

@@ -1,0 +1,354 @@
+"""``promoter deploy | rollback | status | history | abort | lock break``: thin commands over the release engine."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from promoter.cli.common import App, EnvOpt, JsonOpt, LedgerOpt, PlanOpt, ProfileOpt, console, print_json
+
+LockWaitOpt = Annotated[float, typer.Option("--lock-wait", help="Seconds to wait for another run's lock.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def _parse_env_vars(values: list[str] | None) -> dict[str, str]:
+    from promoter.errors import UsageError
+
+    out: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--env-var {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _confirm(app: App, env: str, lines: list[str], yes: bool) -> None:
+    """Production asks before acting; in CI (no TTY) without --yes it refuses."""
+    from promoter.errors import RefusedError
+
+    if yes or env != "prod":
+        return
+    if not sys.stdin.isatty():
+        raise RefusedError(f"{env} needs confirmation and there is no terminal to ask", hint="pass --yes in CI")
+    err = console(stderr=True)
+    for line in lines:
+        err.print(line)
+    if not typer.confirm(f"Proceed in {env}?", default=False, err=True):
+        raise RefusedError("not confirmed; nothing changed")
+
+
+class LiveDisplay:
+    """Renders release events on stderr: a rich Live panel on a terminal, plain lines otherwise."""
+
+    def __init__(self, json_output: bool) -> None:
+        self.err = console(stderr=True)
+        self.state: dict[str, Any] = {"step": "-", "weights": "-", "bake_left": None, "verdict": "-"}
+        self.live = None
+        if self.err.is_terminal and not json_output:
+            from rich.live import Live
+
+            self.live = Live(self._render(), console=self.err, refresh_per_second=4, transient=False)
+
+    def __enter__(self) -> LiveDisplay:
+        if self.live:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live:
+            self.live.__exit__(None, None, None)
+
+    def _render(self):
+        from rich.table import Table
+
+        table = Table(show_header=False, box=None, pad_edge=False)
+        s = self.state
+        table.add_row("step", str(s["step"]))
+        table.add_row("alias", str(s["weights"]))
+        if s["bake_left"] is not None:
+            table.add_row("bake left", f"{s['bake_left']:.0f}s")
+        table.add_row("canary", str(s.get("canary", "-")))
+        table.add_row("stable", str(s.get("stable", "-")))
+        table.add_row("verdict", str(s["verdict"]))
+        return table
+
+    def line(self, text: str) -> None:
+        if self.live:
+            self.live.console.print(text, markup=False, highlight=False)
+        else:
+            self.err.print(text, markup=False, highlight=False)
+
+    def __call__(self, event) -> None:
+        d = event.data
+        if event.kind == "progress":
+            self.line(d["message"])
+        elif event.kind == "planned":
+            for action in d.get("actions", []):
+                self.line(f"plan: {action}")
+        elif event.kind == "step":
+            self.state["step"] = f"{d.get('name')} {d.get('status', '')} {d.get('version', '')}".strip()
+            self.line(self.state["step"])
+        elif event.kind == "gate":
+            for r in d["results"]:
+                mark = "ok" if r["ok"] else "FAIL " + "; ".join(r["problems"])
+                self.line(f"pre-traffic {r['name']:<16} {r['method']:<6} {r['path']:<48} {r['status']} {mark}")
+        elif event.kind == "shift":
+            alias = d["alias"]
+            self.state["weights"] = f"version {alias['version']} weights {alias['weights'] or '{}'}"
+            self.state["step"] = f"shift {d['step']} -> {d['weight']}% on the new version"
+            self.line(self.state["step"])
+        elif event.kind == "tick":
+            self.state["bake_left"] = d["bake_left"]
+        elif event.kind == "verdict":
+            obs = d["observation"]
+            for who in ("canary", "stable"):
+                m = obs.get(who)
+                if m:
+                    self.state[who] = (f"v{m['version']} n={m['invocations']:g} err={m['error_rate_pct']}% "
+                                       f"p95={m['p95_ms']}ms")
+            self.state["verdict"] = f"{d['outcome']} -> {d['action']} ({d['why']})"
+            self.line(f"verdict at {d['step']}% after {d['elapsed']:.0f}s: {self.state['verdict']}; "
+                      f"canary {self.state.get('canary')}; stable {self.state.get('stable', '-')}")
+        elif event.kind == "rollback":
+            self.line(f"rolling back to version {d['to']}: {d['reason']}")
+        elif event.kind == "end":
+            self.line(f"{d['outcome']}: {d['reason']}")
+        if self.live:
+            self.live.update(self._render())
+
+
+def _ports(app: App, env: str):
+    from promoter.engine.release import Ports
+
+    return Ports.for_aws(app.aws(env), app.plan, env, app.ledger())
+
+
+def deploy(
+    env: EnvOpt = None,
+    canary: Annotated[bool, typer.Option("--canary", help="Shift by the plan's canary steps.")] = False,
+    release_tag: Annotated[str | None, typer.Option("--release", help="Release tag. Default: HEAD's tag.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan with read-only calls; change nothing.")] = False,
+    yes: YesOpt = False,
+    bake: Annotated[float | None, typer.Option("--bake", help="Override bake seconds (rehearsals).")] = None,
+    analysis_interval: Annotated[
+        float | None, typer.Option("--analysis-interval", help="Override the analysis interval (seconds).")
+    ] = None,
+    artifact: Annotated[Path | None, typer.Option("--artifact", help="Deploy this zip instead of building.")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="Build target: lambda or local.")] = None,
+    env_var: Annotated[
+        list[str] | None, typer.Option("--env-var", help="K=V set in the function environment (repeatable).")
+    ] = None,
+    on_interrupt: Annotated[
+        str, typer.Option("--on-interrupt", help="rollback (default) or hold the alias where it is.")
+    ] = "rollback",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run from the ledger.")] = False,
+    allow_untagged: Annotated[
+        bool, typer.Option("--allow-untagged", help="Allow a release that is not HEAD's tag (recorded).")
+    ] = False,
+    lock_wait: LockWaitOpt = 0,
+    out: Annotated[Path, typer.Option("--out", help="Build output directory.")] = Path("dist"),
+    plan: PlanOpt = None,
+    profile: ProfileOpt = None,
+    ledger_dir: LedgerOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Deploy a release: publish a version, pre-traffic gate, shift the alias with canary analysis, roll back
+    automatically on a failed verdict. Exit 3: rolled back; 4: rollback failed."""
+    from promoter.engine import release
+    from promoter.errors import UsageError
+
+    if on_interrupt not in ("rollback", "hold"):
+        raise UsageError("--on-interrupt must be rollback or hold")
+    app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, json_output=json_output)
+    env_name = app.env
+    settings = release.DeploySettings(
+        plan=app.plan, env=env_name, release=release_tag, canary=canary, dry_run=dry_run, bake_seconds=bake,
+        analysis_interval=analysis_interval, artifact=artifact, target=target, env_vars=_parse_env_vars(env_var),
+        on_interrupt=on_interrupt, resume=resume, lock_wait=lock_wait, allow_untagged=allow_untagged, out_dir=out,
+    )
+    ports = _ports(app, env_name)
+    if not dry_run:
+        names = app.plan.names(env_name)
+        steps = release.plan_steps(app.plan, env_name, canary=canary, bake_seconds=bake)
+        current = ports.router.read() if env_name == "prod" and not yes else None
+        _confirm(app, env_name, [
+            f"account {app.plan.environment(env_name).account_id} ({env_name}), function {names.function}, "
+            f"alias {names.alias}",
+            f"stable version {current.version if current else '?'}; release {release_tag or 'HEAD tag'}",
+            "steps: " + " -> ".join(f"{s.weight}% (bake {s.bake_seconds:g}s)" for s in steps),
+        ], yes)
+    with release.sigterm_as_interrupt(), LiveDisplay(json_output) as display:
+        record = release.deploy(settings, ports, display)
+    _print_record(record, json_output)
+
+
+def _print_record(record, json_output: bool) -> None:
+    if json_output:
+        print_json(record.to_dict())
+        return
+    typer.echo(f"{record.kind} {record.run_id}: {record.outcome} - {record.reason}")
+    if record.plan and record.outcome == "dry-run":
+        for action in record.plan["actions"]:
+            typer.echo(f"  {action}")
+    if record.alias:
+        weights = record.alias.get("weights") or {}
+        typer.echo(f"  alias: version {record.alias['version']} weights {weights or '{}'}")
+
+
+def rollback(
+    to: Annotated[str, typer.Option("--to", help="Release tag (v1.0.0), 'previous', or a version number.")],
+    env: EnvOpt = None,
+    yes: YesOpt = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Resolve and show; change nothing.")] = False,
+    lock_wait: LockWaitOpt = 0,
+    plan: PlanOpt = None,
+    profile: ProfileOpt = None,
+    ledger_dir: LedgerOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Move the alias to a released version at 100 % now (RevisionId-guarded, verified, recorded)."""
+    from promoter.engine import release
+
+    app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, json_output=json_output)
+    env_name = app.env
+    ports = _ports(app, env_name)
+    if not dry_run:
+        _confirm(app, env_name, [f"roll back {app.plan.names(env_name).function} in {env_name} to {to}"], yes)
+    record = release.rollback_to(
+        release.RollbackSettings(plan=app.plan, env=env_name, to=to, lock_wait=lock_wait, dry_run=dry_run), ports
+    )
+    _print_record(record, json_output)
+
+
+def status(
+    env: EnvOpt = None,
+    plan: PlanOpt = None,
+    profile: ProfileOpt = None,
+    ledger_dir: LedgerOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """The alias's versions and weights with their releases, the last runs and verdicts, the lock holder."""
+    from promoter.engine import release
+
+    app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, json_output=json_output)
+    env_name = app.env
+    data = release.status(app.plan, env_name, _ports(app, env_name))
+    if json_output:
+        print_json(data)
+        return
+    from rich.table import Table
+
+    out = console()
+    out.print(f"{data['function']}:{data['alias']} in {env_name}")
+    routes = Table("version", "traffic", "release", "sha256")
+    for r in data["routes"]:
+        routes.add_row(r["version"], f"{r['percent']:g}%", r["release"] or "-", (r["sha256"] or "-")[:12])
+    out.print(routes)
+    deployed = ", ".join(f"{t}={v}" for t, v in data["deployed_releases"].items()) or "none"
+    out.print(f"deployed releases: {deployed}")
+    runs = Table("run", "kind", "release", "outcome", "verdicts", "reason")
+    for run in data["runs"]:
+        verdicts = " ".join(f"{v['step']}%:{v['outcome']}" for v in run.get("verdicts", []))
+        runs.add_row(run["run_id"], run.get("kind_of_run", "-"), str(run.get("release") or "-"),
+                     str(run.get("outcome") or "unfinished"), verdicts or "-", str(run.get("reason") or "")[:60])
+    out.print(runs)
+    lock = data["lock"]
+    out.print(f"lock: {lock['who']} since {lock['since']} ({lock.get('purpose')})" if lock else "lock: free")
+    if data["unfinished_run"]:
+        out.print(f"unfinished run {data['unfinished_run']}: promoter deploy --env {env_name} --resume, "
+                  f"or promoter abort --env {env_name}")
+
+
+def history(
+    env: EnvOpt = None,
+    limit: Annotated[int, typer.Option("--limit", help="How many runs.")] = 10,
+    plan: PlanOpt = None,
+    ledger_dir: LedgerOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Runs and their events, from the ledger."""
+    from promoter.engine import release
+
+    app = App(plan_path=plan, env_name=env, ledger_dir=ledger_dir, json_output=json_output)
+    runs = release.history(app.ledger(), app.env, limit=limit)
+    if json_output:
+        print_json(runs)
+        return
+    for run in runs:
+        typer.echo(f"{run['run_id']} {run.get('kind_of_run', '-')} {run.get('release') or ''} "
+                   f"{run.get('outcome') or 'unfinished'} {run.get('reason') or ''}".rstrip())
+        for r in run["records"]:
+            typer.echo(f"  {r['ts']} {r['kind']:<13} {_summary(r)}")
+
+
+def _summary(r: dict[str, Any]) -> str:
+    kind = r["kind"]
+    if kind in ("alias-change", "alias-intent"):
+        return f"step {r.get('step')}: {r.get('before', {}).get('version')} {r.get('before', {}).get('weights')} " \
+               f"-> {r.get('after', {}).get('version')} {r.get('after', {}).get('weights')}"
+    if kind == "verdict":
+        c = r.get("observation", {}).get("canary", {})
+        return (f"{r.get('step')}% {r.get('outcome')} -> {r.get('action')}: n={c.get('invocations')} "
+                f"err={c.get('error_rate_pct')}% p95={c.get('p95_ms')}")
+    if kind == "step":
+        return f"{r.get('name')} {r.get('status')} {r.get('version', '')}"
+    if kind == "run-end":
+        return f"{r.get('outcome')}: {r.get('reason')}"
+    if kind == "pretraffic":
+        return f"version {r.get('version')} ok={r.get('ok')}"
+    return ""
+
+
+def abort(
+    env: EnvOpt = None,
+    yes: YesOpt = False,
+    lock_wait: LockWaitOpt = 0,
+    plan: PlanOpt = None,
+    profile: ProfileOpt = None,
+    ledger_dir: LedgerOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Roll an interrupted deploy back to its recorded stable version."""
+    from promoter.engine import release
+
+    app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, json_output=json_output)
+    env_name = app.env
+    _confirm(app, env_name, [f"abort the interrupted deploy in {env_name}"], yes)
+    record = release.abort(app.plan, env_name, _ports(app, env_name), lock_wait=lock_wait)
+    _print_record(record, json_output)
+
+
+lock_app = typer.Typer(help="The per-environment lock.", no_args_is_help=True, pretty_exceptions_show_locals=False)
+
+
+@lock_app.command("break")
+def lock_break(
+    env: EnvOpt = None,
+    plan: PlanOpt = None,
+    ledger_dir: LedgerOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Break a stale lock (a run that died holding it). Recorded in the ledger."""
+    app = App(plan_path=plan, env_name=env, ledger_dir=ledger_dir, json_output=json_output)
+    holder = app.ledger().break_lock(app.env)
+    if json_output:
+        print_json({"env": app.env, "broken": holder})
+        return
+    if holder is None:
+        typer.echo(f"{app.env}: no lock held")
+    else:
+        alive = "" if holder.get("stale") else " (its process may still be running)"
+        typer.echo(f"{app.env}: broke the lock of {holder.get('who')} since {holder.get('since')}{alive}")
+
+
+def register(root: typer.Typer) -> None:
+    root.command("deploy")(deploy)
+    root.command("rollback")(rollback)
+    root.command("status")(status)
+    root.command("history")(history)
+    root.command("abort")(abort)
+    root.add_typer(lock_app, name="lock")

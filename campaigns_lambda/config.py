@@ -14,6 +14,7 @@ TABLE_ENV_VAR = "CAMPAIGNS_TABLE"
 BUCKET_ENV_VAR = "TEMPLATES_BUCKET"
 CHAOS_ERROR_RATE_ENV_VAR = "CHAOS_ERROR_RATE"
 CHAOS_LATENCY_ENV_VAR = "CHAOS_LATENCY_MS"
+CHAOS_START_AFTER_ENV_VAR = "CHAOS_START_AFTER"
 
 MAX_CHAOS_LATENCY_MS = 60_000
 
@@ -25,6 +26,7 @@ class Settings:
     release: str
     chaos_error_rate: float = 0.0
     chaos_latency_ms: int = 0
+    chaos_start_after: int = 0
 
 
 def _blank_to_none(value: str | None) -> str | None:
@@ -64,6 +66,21 @@ def parse_latency_ms(raw: str | None) -> int:
     return latency
 
 
+def parse_start_after(raw: str | None) -> int:
+    """Parse ``CHAOS_START_AFTER``: how many requests an execution environment serves before faults begin."""
+    raw = _blank_to_none(raw)
+    if raw is None:
+        return 0
+    try:
+        count = int(raw)
+    except ValueError:
+        count = -1
+    if count < 0:
+        logger.warning("ignoring invalid chaos setting", extra={"setting": CHAOS_START_AFTER_ENV_VAR})
+        return 0
+    return count
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     return Settings(
@@ -72,6 +89,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         release=resolve_release(dict(env)),
         chaos_error_rate=parse_error_rate(env.get(CHAOS_ERROR_RATE_ENV_VAR)),
         chaos_latency_ms=parse_latency_ms(env.get(CHAOS_LATENCY_ENV_VAR)),
+        chaos_start_after=parse_start_after(env.get(CHAOS_START_AFTER_ENV_VAR)),
     )
 
 

@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from campaigns_lambda import deps
 from campaigns_lambda.chaos import chaos_middleware
 from campaigns_lambda.errors import ApiError, BadRequest, error_body, register_error_handlers
-from campaigns_lambda.observability import logger
+from campaigns_lambda.observability import logger, record_request_metrics
 from campaigns_lambda.routes import PREFIX, allowed_methods, campaigns, health
 
 app = APIGatewayRestResolver(debug=False)
@@ -141,6 +141,11 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         )
     if request_id:
         response.setdefault("multiValueHeaders", {})["X-Request-Id"] = [request_id]
+    status = response.get("statusCode")
+    try:
+        record_request_metrics(status if isinstance(status, int) else 500, context)
+    except Exception:  # metrics must never turn an answer into a failure
+        logger.exception("could not record request metrics")
     logger.info(
         "request completed",
         extra={

@@ -66,26 +66,18 @@ def test_good_release_goes_10_50_100_under_traffic(sandbox, built):
     assert load.stats.by_release.get("v1.1.0", 0) > 0 and load.stats.by_release.get("v1.0.0", 0) > 0
 
 
-def _service_emits_server_errors() -> bool:
-    from promoter.engine.build import source_root
-    from promoter.plan import load_plan
-
-    metric = load_plan().metrics.server_error_metric
-    package = source_root() / "campaigns_lambda"
-    return any(metric in p.read_text() for p in package.rglob("*.py"))
-
-
-@pytest.mark.xfail(not _service_emits_server_errors(), strict=False,
-                   reason="the service does not emit the plan's EMF ServerErrors metric yet: its chaos 500s are "
-                          "handled answers, invisible to AWS/Lambda Errors; and at a 30 % error rate the pre-traffic "
-                          "gate usually stops the release first (1 - 0.7**7 = 92 %)")
 def test_chaos_release_is_rolled_back_at_10_percent(sandbox, built):
+    # GIVEN a release that answers 30 % of requests with a 500 once each execution environment has served ten
+    # (CHAOS_START_AFTER), so it passes the pre-traffic gate's seven requests and fails under user traffic
     with traffic(sandbox):
         result = deploy_cli("--canary", "--artifact", str(built.good), "--release", "v1.1.0",
-                            "--env-var", "CHAOS_ERROR_RATE=0.3", *FAST, "--json")
+                            "--env-var", "CHAOS_ERROR_RATE=0.3", "--env-var", "CHAOS_START_AFTER=10", *FAST, "--json")
     assert result.exit_code == 3, result.output
     assert alias(sandbox) == {"version": "1", "weights": {}}
     assert [c["after"]["weights"] for c in changes(sandbox)] == [{"2": 0.1}, {}]
+    end = Ledger(sandbox.home).records(ENV, kind="run-end")[-1]
+    rate = next(c for c in end["verdict"]["checks"] if c["name"] == "error_rate_pct")
+    assert rate["ok"] is False and rate["value"] > rate["threshold"] == 5.0
 
 
 def test_slow_release_is_rolled_back_at_10_percent_on_p95(sandbox, built):

@@ -68,17 +68,10 @@ def root(
 
 
 def _register() -> None:
-    from promoter.cli import build, plan
+    # each module imports only typer at the top; the engine, boto3 and moto load when a command runs
+    from promoter.cli import build, infra, plan, preflight, rehearse, release, sandbox, smoke
 
-    for module in (build, plan):
-        module.register(app)
-    for name in ("preflight", "sandbox", "release", "infra", "smoke", "rehearse"):
-        try:
-            module = __import__(f"promoter.cli.{name}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"promoter.cli.{name}":
-                raise
-            continue
+    for module in (plan, preflight, infra, build, release, smoke, sandbox, rehearse):
         module.register(app)
 
 

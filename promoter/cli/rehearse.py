@@ -1,0 +1,75 @@
+"""``promoter rehearse``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from promoter.cli.common import App, JsonOpt, LedgerOpt, PlanOpt, console, print_json
+
+
+def rehearse(
+    env: Annotated[
+        str, typer.Option("--env", "-e", help="Environment the sandbox plays (its account, names).")
+    ] = "sit",
+    keep: Annotated[bool, typer.Option("--keep", help="Leave the sandbox running afterwards (promoter sandbox down "
+                                       "--state-dir DIR stops it).")] = False,
+    bake: Annotated[float, typer.Option("--bake", help="Seconds each canary step bakes (compressed).")] = 8.0,
+    rate: Annotated[float, typer.Option("--rate", help="Synthetic requests per second during the deploys.")] = 30.0,
+    plan: PlanOpt = None,
+    ledger_dir: LedgerOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Run the whole promotion offline against a fresh sandbox and report, step by step, what happened.
+
+    Sandbox up; preflight; terraform plan and review (skipped, with the reason, when the AWS provider cannot
+    be installed); build v1.1.0; canary deploy 10/50/100 under synthetic traffic; smoke tests; a faulty
+    release that must be rolled back automatically; rollback --to v1.0.0; status. Exit 0 only when every
+    expectation held. A markdown report lands in .promoter/reports/.
+    """
+    from rich.table import Table
+
+    from promoter.engine.ledger import default_home
+    from promoter.engine.rehearse import RehearsalSettings, run_rehearsal
+    from promoter.plan import default_plan_path
+
+    app = App(plan_path=plan, env_name=env, ledger_dir=ledger_dir)
+    name = app.env
+    plan_path = (plan or default_plan_path()).resolve()
+    settings = RehearsalSettings(plan=app.plan, plan_path=plan_path, env=name, keep=keep, bake_seconds=bake,
+                                 traffic_rate=rate, home=ledger_dir or default_home())
+    err = console(stderr=True)
+    marks = {"passed": "[green]ok[/]", "failed": "[red]FAILED[/]", "skipped": "[yellow]skipped[/]"}
+
+    def observe(kind, step) -> None:
+        if kind == "start":
+            err.print(f"[bold]>> {step.title}[/] [dim](expect: {step.expected})[/]")
+        else:
+            err.print(f"   {marks.get(step.outcome, step.outcome)} in {step.duration_s:.1f}s  {step.detail}",
+                      markup=True, highlight=False, soft_wrap=True)
+
+    result = run_rehearsal(settings, observe)
+    if json_output:
+        print_json(result.to_dict())
+    else:
+        out = console()
+        table = Table(title=f"Rehearsal {result.rehearsal_id} ({name})", title_justify="left")
+        for col in ("step", "outcome", "time", "what happened"):
+            table.add_column(col, justify="right" if col == "time" else "left", overflow="fold")
+        for s in result.steps:
+            table.add_row(s.title, marks.get(s.outcome, s.outcome), f"{s.duration_s:.1f}s", s.detail)
+        out.print(table)
+        f = result.figures
+        if "first_faulty_request_to_stable_s" in f:
+            out.print(f"faulty version: first request to alias back on stable {f['first_faulty_request_to_stable_s']}"
+                      f" s; requests it served {f.get('faulty_requests_served')}")
+        out.print(f"report: {result.report_path}")
+        verdict = "every expectation held" if result.ok else "FAILED"
+        out.print(f"rehearsal {verdict} in {result.duration_s:.0f} s")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def register(root: typer.Typer) -> None:
+    root.command("rehearse")(rehearse)

@@ -100,12 +100,14 @@ def test_show_refuses_an_unknown_env_listing_the_environments(runner, cli):
 def test_schema_is_a_json_schema_the_real_plan_satisfies(runner, cli):
     import jsonschema
     import yaml
-    from conftest import PLAN_TEXT
 
+    from promoter.plan import default_plan_path
+
+    plan_text = default_plan_path().read_text()
     result = runner.invoke(cli, ["plan", "schema"])
     assert result.exit_code == 0
     schema = json.loads(result.stdout)
     jsonschema.Draft202012Validator.check_schema(schema)
-    jsonschema.validate(yaml.safe_load(PLAN_TEXT), schema)
+    jsonschema.validate(yaml.safe_load(plan_text), schema)
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({**yaml.safe_load(PLAN_TEXT), "surprise": 1}, schema)
+        jsonschema.validate({**yaml.safe_load(plan_text), "surprise": 1}, schema)

@@ -43,6 +43,7 @@ from typing import Any, Literal, Protocol
 from promoter.adapters.lambda_ import AliasState, FunctionVersion, InvokeResult, version_description
 from promoter.engine import canary as canary_mod
 from promoter.engine.canary import Observation, Thresholds, Verdict, Window
+from promoter.engine.guards import ensure_account, sts_account
 from promoter.engine.ledger import Clock, Ledger, SystemClock, new_run_id
 from promoter.engine.smoke_requests import PRETRAFFIC_CLAIMS, SmokeResult, run_sequence, smoke_requests, to_apigw_event
 from promoter.errors import (
@@ -129,6 +130,14 @@ class Ports:
     function: str = ""
     alias: str = ""
     region: str = ""
+    # the account the plan names for the environment, and how to read the caller's: the guard against acting
+    # in the wrong account (a shell still logged in to SIT cannot deploy to PROD)
+    expected_account: str | None = None
+    caller_account: Callable[[], str] | None = None
+
+    def guard_account(self, env: str) -> None:
+        if self.expected_account and self.caller_account is not None:
+            ensure_account(env, self.expected_account, self.caller_account)
 
     @classmethod
     def for_aws(cls, aws: Any, plan: Plan, env: str, ledger: Ledger, *, invoker: Invoker | None = None) -> Ports:
@@ -152,7 +161,8 @@ class Ports:
 
         return cls(router=LambdaAliasRouter(client), metrics=metrics, invoker=invoker or LambdaInvoker(client),
                    functions=client, ledger=ledger, identity=identity, function=names.function,
-                   alias=names.alias, region=plan.environment(env).region)
+                   alias=names.alias, region=plan.environment(env).region,
+                   expected_account=plan.environment(env).account_id, caller_account=sts_account(aws))
 
 
 # -- settings and records ------------------------------------------------------------------------------------
@@ -420,6 +430,7 @@ def _refuse_chaos(settings: DeploySettings) -> None:
 def deploy(settings: DeploySettings, ports: Ports, observer: Observer | None = None) -> RunRecord:
     """Run one deploy end to end; raise ReleaseFailed (rolled back), RollbackFailed, Interrupted or a refusal."""
     emit = observer or _silent
+    ports.guard_account(settings.env)
     if settings.resume:
         return resume(settings, ports, observer)
     _refuse_chaos(settings)
@@ -749,6 +760,7 @@ def _candidate_of(ledger: Ledger, env: str, run_id: str) -> str | None:
 def resume(settings: DeploySettings, ports: Ports, observer: Observer | None = None) -> RunRecord:
     emit = observer or _silent
     env = settings.env
+    ports.guard_account(env)
     with ports.ledger.lock(env, purpose="resume", wait_seconds=settings.lock_wait, clock=ports.clock):
         run = unfinished_run(ports.ledger, env)
         if run is None:
@@ -783,6 +795,7 @@ def resume(settings: DeploySettings, ports: Ports, observer: Observer | None = N
 def abort(plan: Plan, env: str, ports: Ports, *, lock_wait: float = 0, observer: Observer | None = None) -> RunRecord:
     """Roll an interrupted run back to its recorded stable version."""
     emit = observer or _silent
+    ports.guard_account(env)
     with ports.ledger.lock(env, purpose="abort", wait_seconds=lock_wait, clock=ports.clock):
         run = unfinished_run(ports.ledger, env)
         if run is None:
@@ -853,6 +866,7 @@ def rollback_to(settings: RollbackSettings, ports: Ports, observer: Observer | N
     """Move the alias to one version at 100 %, RevisionId-guarded, verified, recorded."""
     emit = observer or _silent
     env = settings.env
+    ports.guard_account(env)
     run_id = new_run_id()
     record = RunRecord(run_id=run_id, env=env, kind="rollback")
     with ports.ledger.lock(env, purpose="rollback", run_id=run_id, wait_seconds=settings.lock_wait, clock=ports.clock):

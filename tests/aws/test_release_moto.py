@@ -80,6 +80,7 @@ def sit(tmp_path, monkeypatch):
     canary = plan.canary.model_copy(update={"min_invocations": 20, "max_extension_seconds": 3})
     plan = plan.model_copy(update={"canary": canary})
     names = plan.names(ENV)
+    monkeypatch.setenv("MOTO_ACCOUNT_ID", plan.environment(ENV).account_id)  # the account the plan names for sit
     with mock_aws():
         iam = boto3.client("iam", region_name=REGION)
         role = iam.create_role(RoleName=names.execution_role, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
@@ -130,6 +131,24 @@ def _lambda_traffic(sit, version, invocations, errors, server_errors=0):
         {"MetricName": m.server_error_metric, "Value": server_errors, "Timestamp": ts,
          "Dimensions": [{"Name": m.service_dimension, "Value": m.service_name},
                         {"Name": m.version_dimension, "Value": version}]}])
+
+
+def test_credentials_for_another_account_are_refused_before_anything_changes(sit):
+    # GIVEN a shell logged in to the sit account WHEN it targets prod's plan entry with the same credentials
+    prod_ports = release.Ports.for_aws(AwsSessionFactory(region=REGION), sit.plan, "prod", sit.ledger)
+    prod_ports.functions, prod_ports.router = sit.ports.functions, sit.ports.router  # the sit function, reachable
+    for action in (
+        lambda: release.deploy(_settings(sit, env="prod"), prod_ports),
+        lambda: release.rollback_to(release.RollbackSettings(plan=sit.plan, env="prod", to="v1.0.0"), prod_ports),
+        lambda: release.abort(sit.plan, "prod", prod_ports),
+    ):
+        with pytest.raises(RefusedError, match=r"credentials are for account 815856636111, but prod is account"):
+            action()
+    # THEN nothing was published, moved or recorded
+    versions = sit.lam.list_versions_by_function(FunctionName=sit.names.function)["Versions"]
+    assert [v["Version"] for v in versions] == ["$LATEST", "1"]
+    assert sit.lam.get_alias(FunctionName=sit.names.function, Name=sit.names.alias)["FunctionVersion"] == "1"
+    assert sit.ledger.records("prod") == []
 
 
 def test_all_at_once_publishes_a_described_version_after_a_real_handler_gate(sit):

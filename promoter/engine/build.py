@@ -58,10 +58,10 @@ def resolve_release(release: str | None, repo: Path | None = None) -> str:
     if release:
         return release
     repo = repo or Path.cwd()
-    tag = _git(repo, "describe", "--tags", "--exact-match", "HEAD")
+    tag = git_output(repo, "describe", "--tags", "--exact-match", "HEAD")
     if tag:
         return tag
-    sha = _git(repo, "rev-parse", "--short", "HEAD")
+    sha = git_output(repo, "rev-parse", "--short", "HEAD")
     return f"dev-{sha}" if sha else "dev"
 
 
@@ -182,7 +182,8 @@ def _default_cache() -> Path:
     return Path(base) / "promoter"
 
 
-def _git(repo: Path, *args: str) -> str | None:
+def git_output(repo: Path, *args: str) -> str | None:
+    """Stripped stdout of ``git -C repo ARGS``, or None when git fails or prints nothing."""
     try:
         result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):

@@ -32,7 +32,6 @@ import contextlib
 import hashlib
 import re
 import signal
-import subprocess
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -42,6 +41,7 @@ from typing import Any, Literal, Protocol
 
 from promoter.adapters.lambda_ import AliasState, FunctionVersion, InvokeResult, version_description
 from promoter.engine import canary as canary_mod
+from promoter.engine.build import git_output
 from promoter.engine.canary import Observation, Thresholds, Verdict, Window
 from promoter.engine.guards import ensure_account, sts_account
 from promoter.engine.ledger import Clock, Ledger, SystemClock, new_run_id
@@ -338,7 +338,7 @@ def prepare_artifact(settings: DeploySettings, progress: Callable[[str], None]) 
 
     plan, env = settings.plan, settings.env
     repo = source_root()
-    head_tag = _git(repo, "describe", "--tags", "--exact-match", "HEAD")
+    head_tag = git_output(repo, "describe", "--tags", "--exact-match", "HEAD")
     if settings.artifact:
         path = Path(settings.artifact)
         if not path.is_file():
@@ -348,7 +348,7 @@ def prepare_artifact(settings: DeploySettings, progress: Callable[[str], None]) 
         git_sha, built = None, False
     else:
         release = settings.release or resolve_release(None, repo)
-        git_sha, built = _git(repo, "rev-parse", "HEAD"), True
+        git_sha, built = git_output(repo, "rev-parse", "HEAD"), True
         data = None
     if plan.code.require_release_tag and not settings.allow_untagged:
         if head_tag != release:
@@ -377,14 +377,6 @@ def _release_in_zip(path: Path) -> str | None:
             return zf.read("campaigns_lambda/RELEASE").decode().strip() or None
     except (KeyError, zipfile.BadZipFile, OSError):
         return None
-
-
-def _git(repo: Path, *args: str) -> str | None:
-    try:
-        result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else None
 
 
 # -- the planner (read-only) ---------------------------------------------------------------------------------

@@ -238,24 +238,10 @@ class Contact(_Strict):
     availability: str = ""
 
 
-class ResolvedNames(_Strict):
+class ResolvedNames(Resources):
     """Every resource name of one environment, with ``{env}`` substituted."""
 
     env: str
-    function: str
-    alias: str
-    table: str
-    table_partition_key: str
-    templates_bucket: str
-    log_group: str
-    execution_role: str
-    dlq: str
-    sns_topic: str
-    dashboard: str
-    user_pool: str
-    user_pool_client: str
-    rest_api: str
-    base_path_mapping: str
     alarms: dict[str, str]
 
 

@@ -27,10 +27,10 @@ def _parse_env_vars(values: list[str] | None) -> dict[str, str]:
 
 
 def _confirm(app: App, env: str, lines: list[str], yes: bool) -> None:
-    """Production asks before acting; in CI (no TTY) without --yes it refuses."""
+    """Environments the plan marks ``confirm`` ask before acting; without a terminal and --yes, refuse."""
     from promoter.errors import RefusedError
 
-    if yes or env != "prod":
+    if yes or not app.plan.environment(env).confirm:
         return
     if not sys.stdin.isatty():
         raise RefusedError(f"{env} needs confirmation and there is no terminal to ask", hint="pass --yes in CI")
@@ -174,7 +174,10 @@ def deploy(
     if not dry_run:
         names = app.plan.names(env_name)
         steps = release.plan_steps(app.plan, env_name, canary=canary, bake_seconds=bake)
-        current = ports.router.read() if env_name == "prod" and not yes else None
+        asking = app.plan.environment(env_name).confirm and not yes and sys.stdin.isatty()
+        if asking:
+            ports.guard_account(env_name)  # never ask about an account the credentials do not reach
+        current = ports.router.read() if asking else None
         _confirm(app, env_name, [
             f"account {app.plan.environment(env_name).account_id} ({env_name}), function {names.function}, "
             f"alias {names.alias}",

@@ -85,6 +85,7 @@ class Environment(_Strict):
     log_retention_days: int = Field(30, ge=1)
     require_pitr: bool = False
     allow_chaos: bool = False
+    confirm: bool = False  # acting commands ask before changing anything (or need --yes)
     dr: DisasterRecovery | None = None
     strategy: Strategy = Strategy()
 

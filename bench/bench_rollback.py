@@ -7,7 +7,8 @@ requests the faulty version served.
 ``latency`` (default) makes the new version slower than the plan's p95 threshold (CHAOS_LATENCY_MS); ``errors``
 makes 30 % of its answers 500s (CHAOS_ERROR_RATE) once each execution environment has served ten requests
 (CHAOS_START_AFTER, so the pre-traffic gate's requests pass and only the canary analysis can stop it); the canary
-sees those 500s through the service's per-version ServerErrors metric. The plan's thresholds and steps are used; min_invocations is lowered to 5 for a short bake.
+sees those 500s through the service's per-version ServerErrors metric. The plan's thresholds and steps are
+used; min_invocations is lowered to 5 for a short bake.
 """
 
 from __future__ import annotations
@@ -56,7 +57,10 @@ def main() -> int:
         api = sandbox.env_vars()["PROMOTER_API_URL"]
         ledger = Ledger(work / "home")
         ports = release.Ports.for_aws(AwsSessionFactory(region=sandbox.region), plan, env, ledger)
-        fault = {"latency": {"CHAOS_LATENCY_MS": "2300"}, "errors": {"CHAOS_ERROR_RATE": "0.3", "CHAOS_START_AFTER": "10"}}[args.fault]
+        fault = {
+            "latency": {"CHAOS_LATENCY_MS": "2300"},
+            "errors": {"CHAOS_ERROR_RATE": "0.3", "CHAOS_START_AFTER": "10"},
+        }[args.fault]
         settings = release.DeploySettings(plan=plan, env=env, release="v1.1.0", canary=True,
                                           artifact=Path(artifact.path), allow_untagged=True, env_vars=fault,
                                           bake_seconds=args.bake, analysis_interval=args.interval)

@@ -197,3 +197,50 @@ def test_two_deploys_at_once_cannot_both_shift(sandbox, built, tmp_path):
     assert len(runs) == 1
     assert [c["after"]["weights"] for c in changes(sandbox)] == [{"2": 0.1}, {"2": 0.5}, {}]
     assert Path(built.good).exists()
+
+
+def _interrupt_and_hold(sandbox, built) -> subprocess.Popen:
+    """Start a canary deploy with --on-interrupt hold, Ctrl-C it during the 10 % bake; return the finished process."""
+    import os
+
+    proc = _promoter("deploy", "--env", ENV, "--canary", "--artifact", str(built.good), "--release", "v1.1.0",
+                     "--allow-untagged", "--yes", "--bake", "60", "--analysis-interval", "2",
+                     "--on-interrupt", "hold", env={**os.environ})
+    try:
+        _wait_for(lambda: alias(sandbox)["weights"] == {"2": 0.1}, 60)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc
+
+
+def test_interrupt_with_hold_then_abort_returns_to_stable(sandbox, built):
+    with traffic(sandbox):
+        proc = _interrupt_and_hold(sandbox, built)
+    # the alias stays where it was, and the ledger says so
+    assert proc.returncode == 130
+    assert alias(sandbox) == {"version": "1", "weights": {"2": 0.1}}
+    end = Ledger(sandbox.home).records(ENV, kind="run-end")[-1]
+    assert end["outcome"] == "interrupted-hold"
+    status = CliRunner().invoke(cli, ["status", "--env", ENV, "--json"], env=CLI_ENV)
+    assert json.loads(status.stdout)["unfinished_run"] == end["run_id"]
+
+    result = CliRunner().invoke(cli, ["abort", "--env", ENV, "--yes"], env=CLI_ENV)
+    assert result.exit_code == 0, result.output
+    assert alias(sandbox) == {"version": "1", "weights": {}}
+
+
+def test_interrupt_with_hold_then_resume_finishes_the_release(sandbox, built):
+    with traffic(sandbox):
+        proc = _interrupt_and_hold(sandbox, built)
+        assert proc.returncode == 130
+        result = deploy_cli("--resume", "--canary", *FAST, "--json")
+    assert result.exit_code == 0, result.output
+    assert alias(sandbox) == {"version": "2", "weights": {}}
+    # the resumed run bakes the interrupted 10 % step again, then 50 % and 100 %; traffic never left the canary
+    weights = [c["after"]["weights"] for c in changes(sandbox)]
+    assert weights == [{"2": 0.1}, {"2": 0.1}, {"2": 0.5}, {}]
+    assert [e["outcome"] for e in Ledger(sandbox.home).records(ENV, kind="run-end")] == ["interrupted-hold",
+                                                                                        "succeeded"]

@@ -28,6 +28,7 @@ def rehearse(
     release that must be rolled back automatically; rollback --to v1.0.0; status. Exit 0 only when every
     expectation held. A markdown report lands in .promoter/reports/.
     """
+    from rich.markup import escape
     from rich.table import Table
 
     from promoter.engine.ledger import default_home
@@ -45,6 +46,8 @@ def rehearse(
     def observe(kind, step) -> None:
         if kind == "start":
             err.print(f"[bold]>> {step.title}[/] [dim](expect: {step.expected})[/]")
+        elif kind == "note":
+            err.print(f"   [dim]{escape(step)}[/]", soft_wrap=True)
         else:
             err.print(f"   {marks.get(step.outcome, step.outcome)} in {step.duration_s:.1f}s  {step.detail}",
                       markup=True, highlight=False, soft_wrap=True)
@@ -65,6 +68,9 @@ def rehearse(
             out.print(f"faulty version: first request to alias back on stable {f['first_faulty_request_to_stable_s']}"
                       f" s; requests it served {f.get('faulty_requests_served')}")
         out.print(f"report: {result.report_path}")
+        if keep and result.sandbox_dir:
+            out.print(f"the sandbox is still up: eval \"$(promoter sandbox env --state-dir {result.sandbox_dir})\"; "
+                      f"stop it with: promoter sandbox down --state-dir {result.sandbox_dir}")
         verdict = "every expectation held" if result.ok else "FAILED"
         out.print(f"rehearsal {verdict} in {result.duration_s:.0f} s")
     if not result.ok:

@@ -107,7 +107,8 @@ class Rehearsal:
         }
 
 
-Observer = Callable[[str, StepResult | None], None]  # ("start", None) / ("done", result)
+# ("start", step) when a step begins, ("note", message) while it runs, ("done", step) when it ended
+Observer = Callable[[str, Any], None]
 
 
 class _Expectation(Exception):
@@ -192,7 +193,7 @@ def run_rehearsal(settings: RehearsalSettings, observer: Observer = lambda _k, _
         if not step("sandbox", f"Sandbox up as {settings.env}", "moto, Lambda front and API front answer", up):
             return result
         with _process_env(ctx["env_vars"]):
-            _run_steps(settings, plan, ledger, ctx, step, result, base)
+            _run_steps(settings, plan, ledger, ctx, step, result, base, observer)
     finally:
         if sandbox is not None and not settings.keep:
             with contextlib.suppress(Exception):
@@ -202,7 +203,29 @@ def run_rehearsal(settings: RehearsalSettings, observer: Observer = lambda _k, _
     return result
 
 
-def _run_steps(settings, plan, ledger, ctx, step, result, base) -> None:
+def release_notes(note: Callable[[str], None]) -> Callable[[Any], None]:
+    """Turn the release engine's events into one-line notes: shifts, verdicts, the gate, rollbacks."""
+
+    def on_event(event: Any) -> None:
+        data = event.data
+        if event.kind == "shift":
+            alias = data.get("alias") or {}
+            extra = "".join(f", {w * 100:g} % on version {v}" for v, w in (alias.get("weights") or {}).items())
+            note(f"alias on version {alias.get('version')}{extra}")
+        elif event.kind == "verdict":
+            canary = (data.get("observation") or {}).get("canary") or {}
+            note(f"{data.get('step')} %: {data.get('outcome')} -> {data.get('action')} "
+                 f"({canary.get('invocations', 0):g} invocations, error rate {canary.get('error_rate_pct')} %, "
+                 f"p95 {canary.get('p95_ms')} ms)")
+        elif event.kind == "gate":
+            note(f"pre-traffic gate on version {data.get('version')}: {'passed' if data.get('ok') else 'FAILED'}")
+        elif event.kind == "rollback":
+            note(f"rolling back to version {data.get('to')}: {data.get('reason')}")
+
+    return on_event
+
+
+def _run_steps(settings, plan, ledger, ctx, step, result, base, observer) -> None:
     from promoter.adapters.aws import AwsSessionFactory
     from promoter.adapters.http import HttpClient
     from promoter.engine import release
@@ -215,6 +238,7 @@ def _run_steps(settings, plan, ledger, ctx, step, result, base) -> None:
     env = settings.env
     spec = plan.environment(env)
     aws = AwsSessionFactory(region=spec.region)
+    notes = release_notes(lambda message: observer("note", message))
     api_url = ctx["env_vars"]["PROMOTER_API_URL"]
 
     def preflight():
@@ -249,7 +273,7 @@ def _run_steps(settings, plan, ledger, ctx, step, result, base) -> None:
                 analysis_interval=settings.analysis_interval, artifact=Path(ctx["artifact"].path), target="local",
                 allow_untagged=True, out_dir=base / "dist",
             )
-            record = release.deploy(ds, ports)
+            record = release.deploy(ds, ports, notes)
             alias = ports.router.read()
             ctx["good_version"] = record.candidate_version
             data = {"run_id": record.run_id, "outcome": record.outcome, "version": record.candidate_version,
@@ -294,7 +318,7 @@ def _run_steps(settings, plan, ledger, ctx, step, result, base) -> None:
             )
             stable = ports.router.read().version
             try:
-                record = release.deploy(ds, ports)
+                record = release.deploy(ds, ports, notes)
             except ReleaseFailed as exc:
                 reason = exc.message
             else:
@@ -325,7 +349,7 @@ def _run_steps(settings, plan, ledger, ctx, step, result, base) -> None:
 
     def rollback():
         rs = release.RollbackSettings(plan=plan, env=env, to=BASELINE_RELEASE)
-        record = release.rollback_to(rs, ports)
+        record = release.rollback_to(rs, ports, notes)
         alias = ports.router.read()
         if alias.weights or alias.version != "1":
             raise _Expectation(f"alias is on {alias.version} {alias.weights}, expected version 1 at 100 %")

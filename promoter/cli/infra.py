@@ -50,7 +50,9 @@ def _settings(app: App, directory: Path | None, plan_file: Path | None = None) -
     return InfraSettings.from_plan(app.plan, app.env, directory=directory, plan_file=plan_file)
 
 
-def render_review(out: Console, review: Review, *, title: str = "Terraform plan review") -> None:
+def render_review(
+    out: Console, review: Review, *, title: str = "Terraform plan review", allow_destroy: bool = False
+) -> None:
     from rich.table import Table
 
     counts = Table(title=title, title_justify="left")
@@ -70,7 +72,9 @@ def render_review(out: Console, review: Review, *, title: str = "Terraform plan 
         out.print(table)
     for warning in review.warnings:
         out.print(f"warning: {warning}")
-    if review.blocked:
+    if review.blocked and allow_destroy:
+        out.print(f"ALLOWED by --allow-destroy: {len(review.blockers)} protected resource(s) would be destroyed")
+    elif review.blocked:
         out.print(f"BLOCKED: {len(review.blockers)} protected resource(s) would be destroyed")
     elif not review.has_changes:
         out.print("No changes.")
@@ -147,7 +151,7 @@ def review_cmd(
     if json_output:
         print_json({**review.to_dict(), "allow_destroy": allow_destroy})
     else:
-        render_review(console(), review)
+        render_review(console(), review, allow_destroy=allow_destroy)
     if review.blocked and not allow_destroy:
         names = ", ".join(f"{c.action} {c.address}" for c in review.blockers)
         raise RefusedError(

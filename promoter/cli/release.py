@@ -26,6 +26,19 @@ def _parse_env_vars(values: list[str] | None) -> dict[str, str]:
     return out
 
 
+def _check_numbers(*, bake: float | None = None, analysis_interval: float | None = None,
+                   lock_wait: float = 0) -> None:
+    """Refuse numbers that make no sense before anything is built or called."""
+    from promoter.errors import UsageError
+
+    if bake is not None and bake < 0:
+        raise UsageError(f"--bake {bake:g}: must be 0 or more seconds")
+    if analysis_interval is not None and analysis_interval <= 0:
+        raise UsageError(f"--analysis-interval {analysis_interval:g}: must be more than 0 seconds")
+    if lock_wait < 0:
+        raise UsageError(f"--lock-wait {lock_wait:g}: must be 0 or more seconds")
+
+
 def _confirm(app: App, env: str, lines: list[str], yes: bool) -> None:
     """Environments the plan marks ``confirm`` ask before acting; without a terminal and --yes, refuse."""
     from promoter.errors import RefusedError
@@ -163,6 +176,12 @@ def deploy(
 
     if on_interrupt not in ("rollback", "hold"):
         raise UsageError("--on-interrupt must be rollback or hold")
+    _check_numbers(bake=bake, analysis_interval=analysis_interval, lock_wait=lock_wait)
+    if target is not None:
+        from promoter.engine.build import TARGETS
+
+        if target not in TARGETS:
+            raise UsageError(f"--target {target!r}: choose one of: {', '.join(TARGETS)}")
     app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, json_output=json_output)
     env_name = app.env
     settings = release.DeploySettings(
@@ -216,6 +235,8 @@ def rollback(
     """Move the alias to a released version at 100 % now (RevisionId-guarded, verified, recorded)."""
     from promoter.engine import release
 
+    _check_numbers(lock_wait=lock_wait)
+
     app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, json_output=json_output)
     env_name = app.env
     ports = _ports(app, env_name)
@@ -268,7 +289,7 @@ def status(
 
 def history(
     env: EnvOpt = None,
-    limit: Annotated[int, typer.Option("--limit", help="How many runs.")] = 10,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="How many runs (0: all).")] = 10,
     plan: PlanOpt = None,
     ledger_dir: LedgerOpt = None,
     json_output: JsonOpt = False,
@@ -317,6 +338,8 @@ def abort(
 ) -> None:
     """Roll an interrupted deploy back to its recorded stable version."""
     from promoter.engine import release
+
+    _check_numbers(lock_wait=lock_wait)
 
     app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, json_output=json_output)
     env_name = app.env

@@ -182,9 +182,19 @@ def review_plan(
     counts = dict.fromkeys(ACTIONS, 0)
     changes: list[Change] = []
     warnings: list[str] = []
-    for rc in plan_json.get("resource_changes") or []:
-        change = rc.get("change") or {}
-        acts = tuple(change.get("actions") or ())
+    resource_changes = plan_json.get("resource_changes") or []
+    if not isinstance(resource_changes, list):
+        raise RefusedError("the plan JSON's resource_changes is not a list; refusing to judge a plan it may misread")
+    for index, rc in enumerate(resource_changes):
+        change = rc.get("change") if isinstance(rc, dict) else None
+        raw_actions = change.get("actions") if isinstance(change, dict) else None
+        if not isinstance(raw_actions, list) or not raw_actions or not all(isinstance(a, str) for a in raw_actions):
+            where = rc.get("address") if isinstance(rc, dict) and rc.get("address") else f"resource_changes[{index}]"
+            raise RefusedError(
+                f"{where}: no readable change.actions in the plan JSON; refusing to judge a plan it may misread",
+                hint="review the output of `terraform show -json PLANFILE` itself, not an edited copy",
+            )
+        acts = tuple(raw_actions)
         action = classify(acts)
         counts[action] = counts.get(action, 0) + 1
         address = str(rc.get("address", "?"))

@@ -504,6 +504,8 @@ class _Run:
             if self.candidate == self.stable:
                 return self.end("succeeded", f"version {self.candidate} is already live at 100%")
             self.gate()
+            self.preexisting_alarms = self._alarms()
+            self.last_set = self.p.router.read()
         except KeyboardInterrupt:
             self.end("aborted", "interrupted before any traffic moved; the alias was not changed")
             raise Interrupted("interrupted before any traffic moved; the alias was not changed") from None
@@ -514,8 +516,9 @@ class _Run:
         except PromoterError as exc:
             self.end("refused", str(exc))
             raise
-        self.preexisting_alarms = self._alarms()
-        self.last_set = self.p.router.read()
+        except Exception as exc:  # record the run's end before the error reaches the operator
+            self.end("refused", f"stopped by an unexpected error before any traffic moved: {_describe(exc)}")
+            raise
         return self.shift_all(dp.steps)
 
     # -- publish -------------------------------------------------------------------------------------------
@@ -585,6 +588,8 @@ class _Run:
             return self.rollback_and_end("rolled-back", f"stopped by an error: {exc}")
         except KeyboardInterrupt:
             return self.interrupted()
+        except Exception as exc:  # anything unforeseen mid-shift: the canary must not keep its traffic
+            return self.rollback_and_end("rolled-back", f"stopped by an unexpected error: {_describe(exc)}")
         return self.end("succeeded", f"version {self.candidate} serves 100% of {self.p.alias}")
 
     def verify_ours(self) -> AliasState:
@@ -655,14 +660,18 @@ class _Run:
     def rollback_and_end(self, outcome: Outcome, reason: str, verdict: Verdict | None = None) -> RunRecord:
         self.emit(ReleaseEvent("rollback", {"reason": reason, "to": self.stable}))
         try:
-            self._rollback()
-        except KeyboardInterrupt:
-            self._rollback()  # a second Ctrl-C during the rollback must not leave the canary serving
-        except (PromoterError, _Foreign) as exc:
+            self._rollback_once_more_on_interrupt()
+        except Exception as exc:
             return self._rollback_failed(reason, exc)
         self.end(outcome, reason, verdict=verdict.to_dict() if verdict else None)
         raise ReleaseFailed(f"rolled back to version {self.stable}: {reason}",
                             hint=f"details: promoter history --env {self.env}")
+
+    def _rollback_once_more_on_interrupt(self) -> None:
+        try:
+            self._rollback()
+        except KeyboardInterrupt:
+            self._rollback()  # a second Ctrl-C during the rollback must not leave the canary serving
 
     def _rollback(self) -> None:
         current = self.p.router.read()
@@ -706,22 +715,28 @@ class _Run:
 
     def interrupted(self) -> RunRecord:
         if self.s.on_interrupt == "hold":
-            current = self.p.router.read()
-            self.end("interrupted-hold", f"interrupted; alias held at {current.describe()}")
+            try:
+                where = self.p.router.read().describe()
+            except PromoterError as exc:
+                where = (f"{self.last_set.describe()} as last set" if self.last_set else "an unknown state") + \
+                    f" (reading it failed: {exc})"
+            self.end("interrupted-hold", f"interrupted; alias held at {where}")
             raise Interrupted(
-                f"interrupted; the alias stays at {current.describe()}",
+                f"interrupted; the alias stays at {where}",
                 hint=f"continue: promoter deploy --env {self.env} --resume; undo: promoter abort --env {self.env}",
             )
         self.emit(ReleaseEvent("rollback", {"reason": "interrupted", "to": self.stable}))
         try:
-            self._rollback()
-        except KeyboardInterrupt:
-            self._rollback()
-        except (PromoterError, _Foreign) as exc:
+            self._rollback_once_more_on_interrupt()
+        except Exception as exc:
             return self._rollback_failed("interrupted", exc)
         self.end("rolled-back", f"interrupted; rolled back to version {self.stable}")
         raise Interrupted(f"interrupted; rolled back to stable version {self.stable}",
                           exit_code=int(ReleaseFailed.exit_code))
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _weight_of(state: AliasState, candidate: str) -> float:
@@ -806,8 +821,8 @@ def abort(plan: Plan, env: str, ports: Ports, *, lock_wait: float = 0, observer:
         r.last_set = current
         r.log("abort", who=ports.identity(), alias=current.to_dict())
         try:
-            r._rollback()
-        except (PromoterError, _Foreign) as exc:
+            r._rollback_once_more_on_interrupt()
+        except Exception as exc:
             return r._rollback_failed("abort", exc)
         return r.end("aborted", f"aborted; alias back on stable version {stable}")
 

@@ -181,3 +181,33 @@ def test_cli_review_needs_exactly_one_input(cli):
     result = cli("infra", "review")
     assert result.exit_code == 2
     assert "exactly one of --plan-file or --plan-json" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"address": "aws_s3_bucket.exports", "type": "aws_s3_bucket"},
+        {"address": "aws_s3_bucket.exports", "type": "aws_s3_bucket", "change": None},
+        {"address": "aws_s3_bucket.exports", "type": "aws_s3_bucket", "change": {"actions": []}},
+        {"address": "aws_s3_bucket.exports", "type": "aws_s3_bucket", "change": {"actions": "delete"}},
+        "aws_s3_bucket.exports",
+    ],
+)
+def test_a_resource_change_without_readable_actions_is_refused_not_passed(entry):
+    # GIVEN a plan JSON whose resource change has no readable change.actions (edited, truncated)
+    document = {"format_version": "1.1", "resource_changes": [entry]}
+
+    # THEN the review refuses it instead of counting it as a no-op
+    with pytest.raises(RefusedError, match=r"no readable change\.actions"):
+        review_plan(document, PROTECTED, [])
+
+
+def test_cli_review_with_allow_destroy_says_allowed_not_blocked(cli, tmp_path, plan_json):
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan_json("aws_destructive.json")))
+
+    result = cli("infra", "review", "--plan-json", str(path), "--allow-destroy")
+
+    assert result.exit_code == 0, result.output
+    assert "ALLOWED by --allow-destroy: 2 protected resource(s)" in result.stdout
+    assert "BLOCKED:" not in result.stdout

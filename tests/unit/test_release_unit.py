@@ -436,3 +436,101 @@ def test_status_reports_routes_releases_runs_and_lock(world):
     assert data["runs"][-1]["outcome"] == "succeeded"
     assert data["runs"][-1]["verdicts"][0]["outcome"] == "pass"
     assert data["lock"] is None
+
+
+# -- failures between the steps: nothing left behind, every run ends in the ledger ----------------------------
+def test_gate_deletes_the_campaign_it_created_when_a_later_request_fails(world):
+    # GIVEN a version whose create works but whose update answers 500
+    answer = world.invoker.invoke
+
+    def update_fails(version, event):
+        if event["httpMethod"] == "PUT":
+            world.invoker.calls.append((version, "PUT", event["path"]))
+            return InvokeResult(500, {"error": {"code": "internal"}}, None)
+        return answer(version, event)
+
+    world.invoker.invoke = update_fails
+
+    # WHEN it is deployed
+    with pytest.raises(PromoterError) as info:
+        release.deploy(world.settings, world.ports)
+
+    # THEN the gate stops it with no traffic moved, and the campaign it created was deleted by id
+    assert "pre-traffic gate" in str(info.value) and "update" in str(info.value)
+    assert world.router.sets == []
+    methods = [(m, p.rsplit("/", 1)[-1]) for _v, m, p in world.invoker.calls]
+    assert ("POST", "campaigns") in methods
+    assert ("DELETE", "c-1") in methods
+    assert methods.index(("DELETE", "c-1")) > methods.index(("PUT", "c-1"))
+    results = kinds(world.ledger, "pretraffic")[-1]["results"]
+    assert [(r["name"], r["ok"]) for r in results][-2:] == [("update", False), ("delete", True)]
+
+
+def test_alias_unreadable_after_the_gate_ends_the_run_with_no_traffic_moved(world):
+    # GIVEN the alias cannot be read once the gate has passed
+    reads = {"n": 0}
+    read = world.router.read
+
+    def flaky_read():
+        reads["n"] += 1
+        if world.invoker.calls:  # the gate has run
+            raise PromoterError("get alias campaigns-handler-sit:live: endpoint unreachable")
+        return read()
+
+    world.router.read = flaky_read
+
+    # WHEN it is deployed
+    with pytest.raises(PromoterError, match="endpoint unreachable"):
+        release.deploy(world.settings, world.ports)
+
+    # THEN nothing moved and the run is closed in the ledger (not left looking interrupted)
+    assert world.router.sets == []
+    end = kinds(world.ledger, "run-end")[-1]
+    assert end["outcome"] == "refused" and "endpoint unreachable" in end["reason"]
+    assert release.unfinished_run(world.ledger, ENV) is None
+
+
+def test_unexpected_error_mid_bake_rolls_back_to_stable_and_records_it(world):
+    # GIVEN metrics that fail with an error no adapter foresaw
+    def broken(canary, stable, window):
+        raise ValueError("metric datapoint without a timestamp")
+
+    world.metrics.observe = broken
+
+    # WHEN it is deployed with canary steps
+    with pytest.raises(ReleaseFailed) as info:
+        release.deploy(world.settings, world.ports)
+
+    # THEN the alias went back to stable (exit 3) and the ledger says why
+    assert info.value.exit_code == 3
+    assert world.router.read().version == "1" and world.router.read().weights == {}
+    assert world.router.sets[-1] == ("1", {})
+    end = kinds(world.ledger, "run-end")[-1]
+    assert end["outcome"] == "rolled-back"
+    assert "ValueError: metric datapoint without a timestamp" in end["reason"]
+
+
+def test_interrupt_with_hold_when_the_alias_cannot_be_read_still_records_where_it_was_left(world):
+    # GIVEN a hold-on-interrupt run interrupted at 10 % while the alias read fails
+    settings = replace(world.settings, on_interrupt="hold")
+    read = world.router.read
+
+    def interrupt(canary, stable, window):
+        def failing_read():
+            raise PromoterError("get alias: endpoint unreachable")
+
+        world.router.read = failing_read
+        raise KeyboardInterrupt
+
+    world.metrics.observe = interrupt
+
+    # WHEN it is interrupted
+    with pytest.raises(Interrupted) as info:
+        release.deploy(settings, world.ports)
+
+    # THEN the message and the ledger name the routing promoter last set
+    world.router.read = read
+    assert "as last set" in str(info.value)
+    end = kinds(world.ledger, "run-end")[-1]
+    assert end["outcome"] == "interrupted-hold"
+    assert "version 1 at 90%" in end["reason"]

@@ -66,24 +66,32 @@ def register(root: typer.Typer) -> None:
                   f'point your shell at it:  eval "$(promoter sandbox env --state-dir {sandbox.state_dir})"')
 
     @app.command("env")
-    def env_(state_dir: StateDirOpt = None) -> None:
-        """Print the shell lines that point AWS SDKs, the AWS CLI and promoter at the running sandbox."""
+    def env_(state_dir: StateDirOpt = None, json_output: JsonOpt = False) -> None:
+        """Print the shell lines that point AWS SDKs, the AWS CLI and promoter at the running sandbox.
+
+        Use: eval "$(promoter sandbox env)". With --json, the same variables as one JSON object.
+        """
         from promoter.sandbox.manager import ENV_FILE, Sandbox
 
         sandbox = Sandbox.attach(state_dir)
+        if json_output:
+            print_json(sandbox.env_vars())
+            return
         path = sandbox.state_dir / ENV_FILE
         typer.echo(path.read_text() if path.exists() else sandbox.env_script(), nl=False)
 
     @app.command("status")
     def status(state_dir: StateDirOpt = None, json_output: JsonOpt = False) -> None:
-        """Show the processes, endpoints, function versions and the alias weights."""
+        """Show the processes, endpoints, function versions and the alias weights (exit 1 when a process is gone)."""
         from promoter.sandbox.manager import Sandbox
 
         report = Sandbox.attach(state_dir).status()
         if json_output:
             print_json(report)
-            return
-        _render_status(report)
+        else:
+            _render_status(report)
+        if not report["healthy"]:
+            raise typer.Exit(1)  # a process of the sandbox is gone: `down`, then `up` again
 
     @app.command("token")
     def token(
@@ -91,23 +99,36 @@ def register(root: typer.Typer) -> None:
             str, typer.Option("--group", "-g", help="campaigns-viewer, campaigns-editor, campaigns-admin or none.")
         ] = "campaigns-admin",
         state_dir: StateDirOpt = None,
+        json_output: JsonOpt = False,
     ) -> None:
-        """Print a Cognito IdToken (a bearer token for the API front) of that group's test user."""
+        """Print a Cognito IdToken (a bearer token for the API front) of that group's test user.
+
+        Use: curl -H "Authorization: Bearer $(promoter sandbox token -g campaigns-viewer)" "$PROMOTER_API_URL/..."
+        """
         from promoter.sandbox.manager import Sandbox
 
-        typer.echo(Sandbox.attach(state_dir).token(group))
+        value = Sandbox.attach(state_dir).token(group)
+        if json_output:
+            print_json({"group": group, "token_type": "Bearer", "token": value})
+            return
+        typer.echo(value)
 
     @app.command("down")
-    def down(state_dir: StateDirOpt = None) -> None:
-        """Stop every process the sandbox started (workers included)."""
+    def down(state_dir: StateDirOpt = None, json_output: JsonOpt = False) -> None:
+        """Stop every process the sandbox started (workers included); nothing to stop is not an error."""
         from promoter.sandbox.manager import Sandbox, default_state_dir
 
         sandbox = Sandbox.recorded(state_dir)  # running or not: down also clears a stale record
         if sandbox is None:
             directory = Path(state_dir or default_state_dir()).resolve()
+            if json_output:
+                print_json({"state_dir": str(directory), "stopped": []})
             console(stderr=True).print(f"no sandbox in {directory}; nothing to stop", highlight=False)
             return
+        stopped = sorted(sandbox.state.get("processes", {}))
         sandbox.down()
+        if json_output:
+            print_json({"state_dir": str(sandbox.state_dir), "stopped": stopped})
         console(stderr=True).print(f"sandbox in {sandbox.state_dir} stopped", highlight=False)
 
     root.add_typer(app, name="sandbox")

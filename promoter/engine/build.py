@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,7 @@ NEVER_VENDOR = {"boto3", "botocore", "s3transfer"}
 SKIP_DIRS = {"__pycache__", "terraform", "tests", "bin"}
 SKIP_SUFFIXES = {".pyc", ".pyo"}
 TARGETS = ("lambda", "local")
+RELEASE_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,10 @@ def build(
     if target not in TARGETS:
         raise UsageError(f"unknown build target {target!r}; choose one of: {', '.join(TARGETS)}")
     release = resolve_release(release)
-    if not release or any(c in release for c in "/\\\n\0") or len(release) > 128:
-        raise UsageError(f"invalid release tag {release!r}")
+    if RELEASE_TAG.fullmatch(release) is None:
+        # the tag names the file and is one word of the version description (release=<tag> git=... sha256=...)
+        raise UsageError(f"invalid release tag {release!r}: letters, digits and . _ + - only (e.g. v1.1.0), "
+                         "at most 128 characters, starting with a letter or digit")
     root = source_root()
     package_dir = root / "campaigns_lambda"
     requirements = package_dir / "requirements.txt"
@@ -100,14 +104,18 @@ def build(
     final = out_dir / f"campaigns_lambda-{release}-{target}.zip"
     tmp = final.with_suffix(".zip.tmp")
     progress(f"writing {final} ({len(entries)} files)")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-        for name in sorted(entries):
-            info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
-            info.external_attr = (0o100644 & 0xFFFF) << 16
-            info.create_system = 3
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, entries[name], compresslevel=9)
-    os.replace(tmp, final)  # never leave a half-written artifact under the final name
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+            for name in sorted(entries):
+                info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
+                info.external_attr = (0o100644 & 0xFFFF) << 16
+                info.create_system = 3
+                info.compress_type = zipfile.ZIP_DEFLATED
+                zf.writestr(info, entries[name], compresslevel=9)
+        os.replace(tmp, final)  # never leave a half-written artifact under the final name
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     digest = hashlib.sha256(final.read_bytes()).digest()
     return Artifact(
         path=str(final),

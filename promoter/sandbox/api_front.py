@@ -55,6 +55,8 @@ def _json_reply(status: int, payload: dict, request_id: str, extra: dict | None 
 
 class ApiFront:
     wants_client_ip = True  # identity.sourceIp
+    wants_multi_headers = True  # multiValueHeaders
+
     def __init__(self, *, moto_url: str, lambda_url: str, function: str, alias: str, rest_api: str,
                  base_path: str, health_path: str, region: str, user_pool_id: str,
                  flush_interval: float = 1.0) -> None:
@@ -127,7 +129,10 @@ class ApiFront:
         return None
 
     def build_event(self, method: str, route, headers: dict[str, str], body: bytes, resource: str,
-                    path_params: dict | None, claims: dict | None, request_id: str, account_id: str) -> dict:
+                    path_params: dict | None, claims: dict | None, request_id: str, account_id: str,
+                    multi_headers: dict[str, list[str]] | None = None) -> dict:
+        """A REST (v1) proxy event. ``headers`` holds the last value of each header, ``multi_headers`` all of them
+        (as API Gateway fills ``headers`` and ``multiValueHeaders``)."""
         multi_query = parse_qs(route.query, keep_blank_values=True) if route.query else {}
         now = time.time()
         try:
@@ -160,12 +165,15 @@ class ApiFront:
         if claims is not None:
             context["authorizer"] = {"claims": claims}
         visible = {k: v for k, v in headers.items() if not k.startswith("_")}
+        multi = {k: list(v) for k, v in (multi_headers or {}).items() if not k.startswith("_") and v}
+        for key, value in visible.items():
+            multi.setdefault(key, [value])
         return {
             "resource": resource,
             "path": route.path,
             "httpMethod": method,
             "headers": visible or None,
-            "multiValueHeaders": {k: [v] for k, v in visible.items()} or None,
+            "multiValueHeaders": multi or None,
             "queryStringParameters": {k: v[-1] for k, v in multi_query.items()} or None,
             "multiValueQueryStringParameters": multi_query or None,
             "pathParameters": path_params,
@@ -177,13 +185,14 @@ class ApiFront:
 
     # ---------------------------------------------------------------------------------------------- dispatch
 
-    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+    def handle(self, method: str, path: str, headers: dict[str, str], body: bytes,
+               multi_headers: dict[str, list[str]] | None = None) -> Reply:
         route = urlsplit(path)
         if route.path.startswith("/__sandbox/"):
             return self.sandbox_endpoint(method, route.path)
         started = time.perf_counter()
         request_id = str(uuid.uuid4())
-        reply, version, integration_ms = self._serve(method, route, headers, body, request_id)
+        reply, version, integration_ms = self._serve(method, route, headers, body, request_id, multi_headers)
         latency = (time.perf_counter() - started) * 1000
         dims = (("ApiName", self.rest_api), ("Stage", STAGE))
         points = [
@@ -207,8 +216,8 @@ class ApiFront:
         reply.headers["x-amz-apigw-id"] = request_id[:12]
         return reply
 
-    def _serve(self, method: str, route, headers: dict[str, str], body: bytes,
-               request_id: str) -> tuple[Reply, str | None, float | None]:
+    def _serve(self, method: str, route, headers: dict[str, str], body: bytes, request_id: str,
+               multi_headers: dict[str, list[str]] | None = None) -> tuple[Reply, str | None, float | None]:
         matched = self.resource_for(route.path)
         if matched is None:
             return _json_reply(403, {"message": "Missing Authentication Token"}, request_id,
@@ -231,7 +240,7 @@ class ApiFront:
         version = choose_version(alias, random.random())
         account_id = (alias.get("AliasArn") or "arn:aws:lambda:r:000000000000").split(":")[4]
         event = self.build_event(method, route, headers, body, resource, path_params, claims, request_id,
-                                 account_id)
+                                 account_id, multi_headers)
         began = time.perf_counter()
         try:
             result = self.lambda_.request(

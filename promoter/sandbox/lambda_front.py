@@ -591,8 +591,15 @@ class FrontHandler(BaseHTTPRequestHandler):
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         if getattr(self.server.front, "wants_client_ip", False):
             headers["_client_ip"] = self.client_address[0]
+        extra = {}
+        if getattr(self.server.front, "wants_multi_headers", False):  # a header sent twice keeps both values
+            multi: dict[str, list[str]] = {}
+            for key, value in self.headers.items():
+                if key.lower() not in HOP_BY_HOP:
+                    multi.setdefault(key, []).append(value)
+            extra["multi_headers"] = multi
         try:
-            reply = self.server.front.handle(self.command, self.path, headers, body)
+            reply = self.server.front.handle(self.command, self.path, headers, body, **extra)
         except Exception as exc:
             log.exception("%s %s failed", self.command, self.path)
             reply = error_reply(500, "ServiceException", f"sandbox front error: {exc}", kind="Service")

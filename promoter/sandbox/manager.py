@@ -93,7 +93,11 @@ class Sandbox:
         for module in ("promoter.sandbox.lambda_front", "promoter.sandbox.api_front") if fronts else ():
             if importlib.util.find_spec(module) is None:
                 raise ConfigurationError(f"the sandbox cannot start: module {module} is not installed")
-        state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot create the sandbox state directory {state_dir}: {exc.strerror}",
+                                     hint="choose a writable one with --state-dir or PROMOTER_HOME") from None
         with _exclusive(state_dir / LOCK_FILE):
             existing = _read_state(state_dir)
             if existing is not None:
@@ -548,7 +552,12 @@ def _write_atomic(path: Path, text: str) -> None:
 
 @contextlib.contextmanager
 def _exclusive(path: Path) -> Iterator[None]:
-    with open(path, "a") as handle:
+    try:
+        lock_file = open(path, "a")  # noqa: SIM115 - closed by the with block below
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write in the sandbox state directory {path.parent}: {exc.strerror}",
+                                 hint="choose a writable one with --state-dir or PROMOTER_HOME") from None
+    with lock_file as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -13,6 +13,12 @@ of each period with the **nearest-rank** method: the smallest value such that at
 less than or equal to it (``sorted(values)[ceil(p / 100 * n) - 1]``). For the samples 1..100, p95 is 95.
 Datapoints sent as statistic sets (``StatisticValues``) carry no raw samples and are left out of percentiles;
 a period with no raw samples has no percentile value.
+
+moto also matches dimensions as a subset in ``GetMetricStatistics``: a query on ``[FunctionName]`` alone sums every
+more specific dimension set of that function (``Resource``, ``ExecutedVersion``) into it, and a query without
+dimensions sums everything. CloudWatch treats each combination of dimensions as a metric of its own.
+:func:`patch_cloudwatch_exact_dimensions` makes the query match the exact set (in any order); it also gives
+moto's ``Dimension`` a consistent ordering, which ``GetMetricData`` relies on when it compares sorted sets.
 """
 
 from __future__ import annotations
@@ -99,6 +105,62 @@ def patch_cloudwatch_percentiles() -> None:
     models.Statistics._promoter_percentiles = True
 
 
+def dimension_key(dimensions: Any) -> frozenset[tuple[str, str]]:
+    """A dimension set as a comparable value, from request dicts (``{"Name", "Value"}``) or moto's ``Dimension``."""
+    key = set()
+    for d in dimensions or ():
+        if isinstance(d, dict):
+            key.add((str(d.get("Name")), str(d.get("Value"))))
+        else:
+            key.add((str(d.name), str(d.value)))
+    return frozenset(key)
+
+
+def patch_cloudwatch_exact_dimensions() -> None:
+    """Make ``GetMetricStatistics`` match the exact dimension set, as CloudWatch does. Idempotent."""
+    from datetime import timedelta
+
+    from moto.cloudwatch import models
+
+    if getattr(models.CloudWatchBackend, "_promoter_exact_dimensions", False):
+        return
+
+    def dimension_lt(self: Any, other: Any) -> bool:
+        return (str(self.name), str(self.value)) < (str(other.name), str(other.value))
+
+    def get_metric_statistics(self: Any, namespace: str, metric_name: str, start_time: Any, end_time: Any,
+                              period: int, stats: list[str], dimensions: list[dict[str, str]],
+                              unit: str | None = None) -> list[Any]:
+        start_time = start_time.replace(microsecond=0)
+        end_time = end_time.replace(microsecond=0)
+        if start_time >= end_time:
+            raise models.InvalidParameterValue("The parameter StartTime must be less than the parameter EndTime.")
+        wanted = dimension_key(dimensions)
+        matching = sorted(
+            (md for md in self.get_all_metrics()
+             if md.namespace == namespace and md.name == metric_name and start_time <= md.timestamp < end_time
+             and (not unit or md.unit == unit) and dimension_key(md.dimensions) == wanted),
+            key=lambda md: md.timestamp,
+        )
+        if not matching:
+            return []
+        step = timedelta(seconds=period)
+        data, index = [], 0
+        for moment in models.daterange(matching[0].timestamp, matching[-1].timestamp + step, step):
+            statistics = models.Statistics(stats, moment)
+            while index < len(matching) and matching[index].timestamp < moment + step:
+                statistics.metric_data.append(matching[index])
+                statistics.unit = matching[index].unit
+                index += 1
+            if statistics.metric_data:
+                data.append(statistics)
+        return data
+
+    models.Dimension.__lt__ = dimension_lt
+    models.CloudWatchBackend.get_metric_statistics = get_metric_statistics
+    models.CloudWatchBackend._promoter_exact_dimensions = True
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m promoter.sandbox.moto_server", description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1")
@@ -117,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     from werkzeug.serving import run_simple
 
     patch_cloudwatch_percentiles()
+    patch_cloudwatch_exact_dimensions()
 
     def _stop(_signum: int, _frame: Any) -> None:
         sys.exit(0)

@@ -56,6 +56,35 @@ def test_percentiles_come_back_from_the_raw_datapoints(sandbox_env):
     assert plain["Datapoints"][0]["SampleCount"] == 100.0
 
 
+def test_each_dimension_set_is_its_own_metric(sandbox_env):
+    # GIVEN invocations recorded the way Lambda does for an alias: by function, by alias, by executed version
+    cloudwatch = boto3.client("cloudwatch")
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    function = [{"Name": "FunctionName", "Value": "dims-probe"}]
+    alias = [*function, {"Name": "Resource", "Value": "dims-probe:live"}]
+    version = [*alias, {"Name": "ExecutedVersion", "Value": "2"}]
+    cloudwatch.put_metric_data(Namespace="Probe", MetricData=[
+        {"MetricName": "Invocations", "Value": value, "Timestamp": now, "Dimensions": dims}
+        for dims, value in ((function, 7.0), (alias, 5.0), (version, 3.0))])
+    window = {"StartTime": now - dt.timedelta(minutes=5), "EndTime": now + dt.timedelta(minutes=5), "Period": 600}
+
+    def total(dims):
+        points = cloudwatch.get_metric_statistics(Namespace="Probe", MetricName="Invocations", Dimensions=dims,
+                                                  Statistics=["Sum"], **window)["Datapoints"]
+        return sum(p["Sum"] for p in points)
+
+    # WHEN each set is queried on its own (one in another order)
+    # THEN each answers its own datapoints, never the sum of the more specific sets
+    assert total(function) == 7.0
+    assert total(alias) == 5.0
+    assert total(list(reversed(version))) == 3.0
+    assert total([{"Name": "FunctionName", "Value": "other"}]) == 0.0
+    data = cloudwatch.get_metric_data(MetricDataQueries=[{"Id": "v", "MetricStat": {
+        "Metric": {"Namespace": "Probe", "MetricName": "Invocations", "Dimensions": list(reversed(version))},
+        "Period": 600, "Stat": "Sum"}}], StartTime=window["StartTime"], EndTime=window["EndTime"])
+    assert data["MetricDataResults"][0]["Values"] == [3.0]
+
+
 def test_seeding_creates_the_baseline_preflight_expects(sandbox, sandbox_env, plan):
     spec, names = plan.environment("sit"), plan.names("sit")
     assert boto3.client("sts").get_caller_identity()["Account"] == spec.account_id
@@ -227,6 +256,15 @@ def test_cli_env_status_and_token(sandbox):
     assert token.exit_code == 0
     assert jwt.decode(token.output.strip(), options={"verify_signature": False})["cognito:groups"] == [
         "campaigns-editor"]
+
+    as_json = runner.invoke(app, ["sandbox", "env", "--json"], env=cli_env)
+    assert as_json.exit_code == 0 and json.loads(as_json.stdout) == sandbox.env_vars()
+    token = runner.invoke(app, ["sandbox", "token", "-g", "campaigns-viewer", "--json"], env=cli_env)
+    assert token.exit_code == 0, token.output
+    document = json.loads(token.stdout)
+    assert (document["group"], document["token_type"]) == ("campaigns-viewer", "Bearer")
+    assert jwt.decode(document["token"], options={"verify_signature": False})["cognito:groups"] == [
+        "campaigns-viewer"]
 
 
 def test_test_users_have_permanent_known_passwords(sandbox):

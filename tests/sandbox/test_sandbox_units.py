@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from promoter.plan.loader import load_plan
-from promoter.sandbox.moto_server import nearest_rank, parse_percentile
+from promoter.sandbox.moto_server import dimension_key, nearest_rank, parse_percentile
 from promoter.sandbox.seed import alarm_request, self_signed_certificate
 
 
@@ -17,6 +17,13 @@ from promoter.sandbox.seed import alarm_request, self_signed_certificate
 )
 def test_parse_percentile(stat, expected):
     assert parse_percentile(stat) == expected
+
+
+def test_dimension_key_ignores_order_and_tells_sets_apart():
+    a = [{"Name": "FunctionName", "Value": "f"}, {"Name": "Resource", "Value": "f:live"}]
+    assert dimension_key(a) == dimension_key(list(reversed(a)))
+    assert dimension_key(a[:1]) != dimension_key(a)
+    assert dimension_key(None) == dimension_key([]) == frozenset()
 
 
 def test_nearest_rank_on_1_to_100():

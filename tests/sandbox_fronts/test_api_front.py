@@ -155,3 +155,106 @@ def test_a_function_error_is_502_and_counted_as_a_lambda_error(fronts):
     assert sum(p["Sum"] for p in points) == 1
     settle()
     assert call(fronts, "GET", "/v1.0/campaigns/health")[0] == 200
+
+
+def test_a_header_sent_twice_reaches_the_event_with_both_values():
+    # GIVEN the fronts' HTTP server with a front that keeps what it is handed
+    import http.client
+    import threading
+    from urllib.parse import urlsplit
+
+    from promoter.sandbox.api_front import ApiFront
+    from promoter.sandbox.lambda_front import FrontHandler, FrontServer, Reply
+
+    class Recorder:
+        wants_multi_headers = True
+
+        def __init__(self):
+            self.seen = {}
+
+        def handle(self, method, path, headers, body, multi_headers=None):
+            self.seen = {"headers": headers, "multi": multi_headers}
+            return Reply(200, {"Content-Type": "application/json"}, b"{}")
+
+    server = FrontServer(("127.0.0.1", 0), FrontHandler)
+    server.front = recorder = Recorder()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        # WHEN a request carries X-Tag twice
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+        conn.putrequest("GET", "/v1.0/campaigns?tag=a&tag=b")
+        conn.putheader("X-Tag", "one")
+        conn.putheader("X-Tag", "two")
+        conn.putheader("Accept", "application/json")
+        conn.endheaders()
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    # THEN the front gets every value, and the proxy event holds them as API Gateway does
+    assert recorder.seen["multi"]["X-Tag"] == ["one", "two"]
+    assert "Host" not in recorder.seen["multi"]
+    api = ApiFront(moto_url="http://127.0.0.1:9", lambda_url="http://127.0.0.1:9", function="f", alias="live",
+                   rest_api="api", base_path="/v1.0/campaigns", health_path="/v1.0/campaigns/health",
+                   region="eu-west-1", user_pool_id="eu-west-1_x")
+    event = api.build_event("GET", urlsplit("/v1.0/campaigns?tag=a&tag=b"), recorder.seen["headers"], b"",
+                            "/v1.0/campaigns", None, None, "req-1", "123456789012", recorder.seen["multi"])
+    assert event["headers"]["X-Tag"] == "two"
+    assert event["multiValueHeaders"]["X-Tag"] == ["one", "two"]
+    assert event["multiValueHeaders"]["Accept"] == ["application/json"]
+    assert event["multiValueQueryStringParameters"] == {"tag": ["a", "b"]}
+    assert event["queryStringParameters"] == {"tag": "b"}
+
+
+def test_a_worker_killed_mid_request_is_502_an_error_and_then_replaced(fronts):
+    # GIVEN version N whose requests take 3 s (CHAOS_LATENCY_MS), with the alias on it
+    import os
+    import signal
+    import threading
+
+    lam = fronts.client("lambda", front=True)
+    config = lam.get_function_configuration(FunctionName=fronts.function)
+    variables = config["Environment"]["Variables"]
+    lam.update_function_configuration(FunctionName=fronts.function,
+                                      Environment={"Variables": {**variables, "CHAOS_LATENCY_MS": "3000"}})
+    slow = lam.publish_version(FunctionName=fronts.function)["Version"]
+    lam.update_function_configuration(FunctionName=fronts.function, Environment={"Variables": variables})
+    alias = lam.get_alias(FunctionName=fronts.function, Name=fronts.alias)
+    lam.update_alias(FunctionName=fronts.function, Name=fronts.alias, FunctionVersion=slow,
+                     RevisionId=alias["RevisionId"])
+    settle()
+    answers = []
+    try:
+        # WHEN its worker is killed while it serves a request
+        request = threading.Thread(target=lambda: answers.append(call(fronts, "GET", "/v1.0/campaigns/health")))
+        request.start()
+        deadline = time.monotonic() + 10
+        victims = []
+        while not victims and time.monotonic() < deadline:
+            time.sleep(0.3)
+            with urllib.request.urlopen(f"{fronts.lambda_url}/__sandbox/workers") as resp:
+                victims = [w["pid"] for w in json.loads(resp.read())
+                           if w["function"] == fronts.function and w["version"] == slow and w["alive"]]
+        assert victims, "no worker of the slow version appeared"
+        time.sleep(0.5)  # inside the 3 s the request takes
+        os.kill(victims[0], signal.SIGKILL)
+        request.join(timeout=30)
+        # THEN the caller gets API Gateway's 502, and the next request runs in a new worker
+        assert answers and answers[0][:2] == (502, {"message": "Internal server error"})
+        assert call(fronts, "GET", "/v1.0/campaigns/health")[0] == 200
+    finally:
+        alias = lam.get_alias(FunctionName=fronts.function, Name=fronts.alias)
+        lam.update_alias(FunctionName=fronts.function, Name=fronts.alias, FunctionVersion="1",
+                         RevisionId=alias["RevisionId"])
+        settle()
+    # AND Lambda counted the crash as an Error of that version
+    fronts.flush()
+    points = fronts.client("cloudwatch").get_metric_statistics(
+        Namespace="AWS/Lambda", MetricName="Errors", Statistics=["Sum"], Period=7200,
+        StartTime=datetime.now(UTC) - timedelta(hours=1), EndTime=datetime.now(UTC) + timedelta(minutes=5),
+        Dimensions=[{"Name": "FunctionName", "Value": fronts.function},
+                    {"Name": "Resource", "Value": f"{fronts.function}:{fronts.alias}"},
+                    {"Name": "ExecutedVersion", "Value": slow}])["Datapoints"]
+    assert sum(p["Sum"] for p in points) == 1

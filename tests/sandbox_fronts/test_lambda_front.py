@@ -165,3 +165,81 @@ def test_emf_parsing_on_plain_data():
     assert sorted((p.dimensions, p.value) for p in points) == [((), 1.0), ((), 2.0), ((("a", "x"),), 1.0),
                                                                ((("a", "x"),), 2.0)]
     assert emf_datapoints("plain text") == [] and emf_datapoints('{"_aws": 1}') == []
+
+
+
+def test_over_the_concurrency_limit_is_429_and_counted_as_a_throttle(fronts, tmp_path):
+    # GIVEN a Lambda front that allows one execution at a time, and a function created through it
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import zipfile
+
+    import boto3
+
+    from promoter.plan.loader import load_plan
+
+    package = tmp_path / "probe.zip"
+    with zipfile.ZipFile(package, "w") as zf:
+        zf.writestr("probe.py", "import time\n\ndef handler(event, context):\n"
+                                "    time.sleep(float(event.get('seconds', 0)))\n    return {'ok': True}\n")
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    front = subprocess.Popen(
+        [sys.executable, "-m", "promoter.sandbox.lambda_front", "--port", str(port), "--moto-url", fronts.moto_url,
+         "--state-dir", str(tmp_path), "--region", fronts.region, "--concurrency-limit", "1",
+         "--flush-interval", "60"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/__sandbox/health", timeout=1) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                assert front.poll() is None and time.monotonic() < deadline, "the Lambda front did not start"
+                time.sleep(0.1)
+        from botocore.config import Config
+
+        lam = boto3.client("lambda", endpoint_url=url, region_name=fronts.region, aws_access_key_id="testing",
+                           aws_secret_access_key="testing",
+                           config=Config(retries={"mode": "standard", "total_max_attempts": 1}))  # SDKs retry a 429
+        role = fronts.client("iam").get_role(RoleName=load_plan().names("sit").execution_role)["Role"]["Arn"]
+        lam.create_function(FunctionName="throttle-probe", Runtime="python3.12", Role=role, Handler="probe.handler",
+                            Code={"ZipFile": package.read_bytes()}, Timeout=10)
+        busy = threading.Thread(target=invoke, args=(lam, {"seconds": 3}, None, "throttle-probe"))
+        busy.start()
+        try:
+            time.sleep(1.0)  # the sleeping invocation holds the only execution slot
+            # WHEN a second invocation arrives meanwhile
+            with pytest.raises(ClientError) as caught:
+                invoke(lam, {}, None, "throttle-probe")
+        finally:
+            busy.join(timeout=20)
+        # THEN it is refused as Lambda refuses it, and the next one, with the slot free, runs
+        assert caught.value.response["Error"]["Code"] == "TooManyRequestsException"
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+        assert "FunctionError" not in invoke(lam, {}, None, "throttle-probe")[0]
+        # AND the throttle is a Throttles datapoint of the function, the runs are Invocations
+        with urllib.request.urlopen(urllib.request.Request(f"{url}/__sandbox/flush", method="POST", data=b"")) as r:
+            assert r.status == 200
+        window = {"StartTime": datetime.now(UTC) - timedelta(hours=1),
+                  "EndTime": datetime.now(UTC) + timedelta(minutes=5), "Period": 7200}
+        cw = fronts.client("cloudwatch")
+
+        def total(metric: str) -> float:
+            points = cw.get_metric_statistics(Namespace="AWS/Lambda", MetricName=metric, Statistics=["Sum"],
+                                              Dimensions=[{"Name": "FunctionName", "Value": "throttle-probe"}],
+                                              **window)["Datapoints"]
+            return sum(p["Sum"] for p in points)
+
+        assert total("Throttles") == 1
+        assert total("Invocations") == 2
+    finally:
+        front.terminate()
+        front.wait(timeout=15)

@@ -90,8 +90,10 @@ print(json.dumps({{"handler": h.__file__, "pydantic": pydantic.__file__, "resp":
 def test_bad_target_and_tag_are_refused(tmp_path):
     with pytest.raises(UsageError, match="unknown build target"):
         build(release="v1", target="arm", out_dir=tmp_path)
-    with pytest.raises(UsageError, match="invalid release tag"):
-        build(release="../v1", target="local", out_dir=tmp_path)
+    for bad in ("../v1", "bad tag", "v1\tx", "-v1", ".hidden", "v" * 129, "v1;rm"):
+        with pytest.raises(UsageError, match="invalid release tag"):
+            build(release=bad, target="local", out_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # refused before anything is written
 
 
 def test_lambda_target_vendors_python312_manylinux_wheels(tmp_path, cache):

@@ -59,7 +59,9 @@ class CloudWatchMetricSource:
             # DescribeAlarms takes at most 100 names per call
             for i in range(0, len(self.alarm_names), 100):
                 page = self._cw.describe_alarms(AlarmNames=self.alarm_names[i : i + 100], StateValue="ALARM")
-                names.extend(a["AlarmName"] for a in page.get("MetricAlarms", []))
+                # the state is checked again here: an endpoint that ignores the StateValue filter (some
+                # emulators do when names are given) must not make every alarm look like it is firing
+                names.extend(a["AlarmName"] for a in page.get("MetricAlarms", []) if a.get("StateValue") == "ALARM")
         except Exception as exc:
             raise translate(exc, "describe alarms") from None
         return tuple(sorted(names))

@@ -188,6 +188,40 @@ def test_canary_reads_cloudwatch_and_passes_a_healthy_version(sit):
     assert first["window"]["period"] % 60 == 0
 
 
+def _plan_alarms(sit):
+    for name in sit.names.alarms.values():
+        sit.cw.put_metric_alarm(AlarmName=name, MetricName="Errors", Namespace="AWS/Lambda", Statistic="Sum",
+                                Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanThreshold")
+    return sorted(sit.names.alarms.values())
+
+
+def test_alarms_in_ok_state_do_not_count_as_firing(sit):
+    # moto ignores DescribeAlarms' StateValue filter when alarm names are given; OK alarms must not fail a canary
+    _plan_alarms(sit)
+    _lambda_traffic(sit, "2", invocations=40, errors=0)
+    _lambda_traffic(sit, "1", invocations=360, errors=0)
+    assert sit.ports.metrics.alarms_in_alarm() == ()
+    record = release.deploy(_settings(sit, canary=True, bake_seconds=2, analysis_interval=1), sit.ports)
+    assert record.outcome == "succeeded"
+
+
+def test_a_plan_alarm_firing_during_the_bake_rolls_back(sit):
+    names = _plan_alarms(sit)
+    _lambda_traffic(sit, "2", invocations=40, errors=0)
+    _lambda_traffic(sit, "1", invocations=360, errors=0)
+
+    def fire_on_first_shift(event):
+        if event.kind == "shift" and event.data.get("weight") == 10:
+            sit.cw.set_alarm_state(AlarmName=names[0], StateValue="ALARM", StateReason="threshold crossed")
+
+    with pytest.raises(ReleaseFailed):
+        release.deploy(_settings(sit, canary=True, bake_seconds=2, analysis_interval=1), sit.ports,
+                       fire_on_first_shift)
+    end = sit.ledger.records(ENV, kind="run-end")[-1]
+    assert end["outcome"] == "rolled-back" and names[0] in end["reason"]
+    assert sit.lam.get_alias(FunctionName=sit.names.function, Name=sit.names.alias)["FunctionVersion"] == "1"
+
+
 def test_canary_with_service_5xx_is_rolled_back(sit):
     _lambda_traffic(sit, "2", invocations=40, errors=0, server_errors=12)
     _lambda_traffic(sit, "1", invocations=360, errors=0)

@@ -226,6 +226,9 @@ def rollback(
     env: EnvOpt = None,
     yes: YesOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Resolve and show; change nothing.")] = False,
+    allow_failed: Annotated[
+        bool, typer.Option("--allow-failed", help="Allow a version that failed its canary (never served 100 %).")
+    ] = False,
     lock_wait: LockWaitOpt = 0,
     plan: PlanOpt = None,
     profile: ProfileOpt = None,
@@ -243,7 +246,8 @@ def rollback(
     if not dry_run:
         _confirm(app, env_name, [f"roll back {app.plan.names(env_name).function} in {env_name} to {to}"], yes)
     record = release.rollback_to(
-        release.RollbackSettings(plan=app.plan, env=env_name, to=to, lock_wait=lock_wait, dry_run=dry_run), ports
+        release.RollbackSettings(plan=app.plan, env=env_name, to=to, lock_wait=lock_wait, dry_run=dry_run,
+                                 allow_failed=allow_failed), ports
     )
     _print_record(record, json_output)
 

@@ -835,6 +835,7 @@ class RollbackSettings:
     to: str  # release tag, "previous", or a version number
     lock_wait: float = 0
     dry_run: bool = False
+    allow_failed: bool = False  # a version the ledger saw fail its canary is refused unless this is set
 
 
 def deployed_tags(versions: list[FunctionVersion]) -> dict[str, str]:
@@ -846,6 +847,29 @@ def deployed_tags(versions: list[FunctionVersion]) -> dict[str, str]:
     return tags
 
 
+def failed_versions(ledger: Ledger, env: str) -> dict[str, str]:
+    """Versions that took canary traffic and were rolled back without ever serving 100 %, with the reason."""
+    canaried: dict[str, str] = {}
+    full: set[str] = set()
+    for record in ledger.records(env, kind="alias-change"):
+        after = record.get("after") or {}
+        if after.get("weights"):
+            for version in after["weights"]:
+                canaried.setdefault(str(version), str(record.get("run_id")))
+        elif after.get("version") is not None:
+            full.add(str(after["version"]))
+    reasons = {r.get("run_id"): r.get("reason") or r.get("outcome") for r in ledger.records(env, kind="run-end")}
+    return {v: f"run {run}: {reasons.get(run, 'no outcome recorded')}" for v, run in canaried.items() if v not in full}
+
+
+def refuse_failed(target: str, failed: dict[str, str]) -> None:
+    if target in failed:
+        raise RefusedError(
+            f"version {target} failed its canary and never served 100 % ({failed[target]})",
+            hint="roll back to a release that served, or pass --allow-failed if this is really meant",
+        )
+
+
 def resolve_target(to: str, versions: list[FunctionVersion], current: str, ledger: Ledger, env: str) -> str:
     numbers = {v.version for v in versions}
     if to == "previous":
@@ -854,7 +878,9 @@ def resolve_target(to: str, versions: list[FunctionVersion], current: str, ledge
             if str(after.get("version")) == current and not after.get("weights") and \
                     str(before.get("version")) != current and str(before.get("version")) in numbers:
                 return str(before["version"])
-        lower = sorted((int(n) for n in numbers if n.isdigit() and int(n) < int(current or 0)), reverse=True)
+        failed = failed_versions(ledger, env)
+        lower = sorted((int(n) for n in numbers if n.isdigit() and int(n) < int(current or 0) and n not in failed),
+                       reverse=True)
         if lower:
             return str(lower[0])
         raise RefusedError(f"no version before {current} to roll back to")
@@ -880,6 +906,8 @@ def rollback_to(settings: RollbackSettings, ports: Ports, observer: Observer | N
         versions = ports.functions.list_versions()
         current = ports.router.read()
         target = resolve_target(settings.to, versions, current.version, ports.ledger, env)
+        if not settings.allow_failed:
+            refuse_failed(target, failed_versions(ports.ledger, env))
         record.stable_version, record.candidate_version = current.version, target
         record.release = next((v.release for v in versions if v.version == target), None)
         if settings.dry_run:

@@ -427,6 +427,22 @@ def test_rollback_to_tag_previous_and_number(world):
         release.rollback_to(release.RollbackSettings(plan=world.plan, env=ENV, to="v9.9.9"), world.ports)
 
 
+def test_rollback_refuses_a_version_that_failed_its_canary_unless_allowed(world):
+    # GIVEN version 2 took 10 % and was rolled back by its canary analysis
+    world.metrics.canary_error_rate = 0.3
+    with pytest.raises(ReleaseFailed):
+        release.deploy(world.settings, world.ports)
+    assert release.failed_versions(world.ledger, ENV).keys() == {"2"}
+    # WHEN someone asks to roll "back" to it, by tag or number, THEN it is refused with the run that failed it
+    for to in ("v1.1.0", "2"):
+        with pytest.raises(RefusedError, match=r"version 2 failed its canary and never served 100 %.*error_rate_pct"):
+            release.rollback_to(release.RollbackSettings(plan=world.plan, env=ENV, to=to), world.ports)
+    assert world.router.read().version == "1"
+    # unless it is explicitly allowed
+    release.rollback_to(release.RollbackSettings(plan=world.plan, env=ENV, to="2", allow_failed=True), world.ports)
+    assert world.router.read().version == "2"
+
+
 def test_status_reports_routes_releases_runs_and_lock(world):
     release.deploy(world.settings, world.ports)
     data = release.status(world.plan, ENV, world.ports)

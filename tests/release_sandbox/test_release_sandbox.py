@@ -71,7 +71,10 @@ def test_chaos_release_is_rolled_back_at_10_percent(sandbox, built):
     # (CHAOS_START_AFTER), so it passes the pre-traffic gate's seven requests and fails under user traffic
     with traffic(sandbox):
         result = deploy_cli("--canary", "--artifact", str(built.good), "--release", "v1.1.0",
-                            "--env-var", "CHAOS_ERROR_RATE=0.3", "--env-var", "CHAOS_START_AFTER=10", *FAST, "--json")
+                            "--env-var", "CHAOS_ERROR_RATE=0.3", "--env-var", "CHAOS_START_AFTER=10",
+                            # a bake long enough for the faults, which begin after ten requests per execution
+                            # environment, to show in the 10 % window whichever worker serves the canary
+                            "--bake", "12", "--analysis-interval", "2", "--json")
     assert result.exit_code == 3, result.output
     assert alias(sandbox) == {"version": "1", "weights": {}}
     assert [c["after"]["weights"] for c in changes(sandbox)] == [{"2": 0.1}, {}]

@@ -416,6 +416,8 @@ class LambdaFront:
                 "deadline_ms": int(time.time() * 1000 + timeout_s * 1000),
             }
             healthy = True
+            # as in Lambda, Duration is the handler's run; starting the environment is reported as Init Duration
+            started = time.perf_counter()
             try:
                 reply, _ = worker.invoke(body, context, timeout_s)
                 rss = int(reply.get("max_rss_mb") or 0)

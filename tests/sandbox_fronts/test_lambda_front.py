@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import signal
 import time
 import urllib.request
+import zipfile
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -243,3 +245,29 @@ def test_over_the_concurrency_limit_is_429_and_counted_as_a_throttle(fronts, tmp
     finally:
         front.terminate()
         front.wait(timeout=15)
+
+
+def test_duration_is_the_handlers_run_and_start_up_is_init_duration(fronts):
+    import re
+
+    from promoter.plan.loader import load_plan
+
+    # GIVEN a function whose module takes a second to import and whose handler returns at once
+    lam = fronts.client("lambda", front=True)
+    role = fronts.client("iam").get_role(RoleName=load_plan().names("sit").execution_role)["Role"]["Arn"]
+    package = io.BytesIO()
+    with zipfile.ZipFile(package, "w") as zf:
+        zf.writestr("probe.py", "import time\ntime.sleep(1.0)\n\n\ndef handler(event, context):\n"
+                                "    return {'ok': True}\n")
+    lam.create_function(FunctionName="slow-init", Runtime="python3.12", Role=role, Handler="probe.handler",
+                        Code={"ZipFile": package.getvalue()}, Timeout=10)
+    # WHEN its first (cold) invocation runs
+    response, body = invoke(lam, {}, None, "slow-init", LogType="Tail")
+    assert body == {"ok": True}
+    report = next(line for line in base64.b64decode(response["LogResult"]).decode().splitlines()
+                  if line.startswith("REPORT"))
+    # THEN the import time is Init Duration, and Duration is only the handler's run
+    init = float(re.search(r"Init Duration: ([0-9.]+) ms", report).group(1))
+    duration = float(re.search(r"\tDuration: ([0-9.]+) ms", report).group(1))
+    assert init >= 1000, report
+    assert duration < 500, report

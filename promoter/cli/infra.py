@@ -230,11 +230,17 @@ def approve_cmd(
     gate: Annotated[str, typer.Option("--gate", help="Gate or manual check id from the plan.")] = "",
     approver: Annotated[str, typer.Option("--approver", help="Who approves.")] = "",
     ref: Annotated[str | None, typer.Option("--ref", help="Change request, report or ticket reference.")] = None,
+    release: Annotated[
+        str | None, typer.Option("--release", help="The release approved (required by gates that block a deploy).")
+    ] = None,
     plan: PlanOpt = None,
     ledger_dir: LedgerOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Record a manual gate approval (plan gates and manual checks) in the environment's ledger."""
+    """Record a manual gate approval (plan gates and manual checks) in the environment's ledger.
+
+    Gates that block a deploy (SIT sign-off, change request before PROD) approve one release: --release TAG.
+    """
     from promoter.engine.infra import record_gate_approval
     from promoter.errors import UsageError
 
@@ -242,12 +248,15 @@ def approve_cmd(
     if not gate:
         known = ", ".join([g.id for g in app.plan.gates] + [c.id for c in app.plan.manual_checks])
         raise UsageError(f"--gate is required; the plan defines: {known}")
-    result = record_gate_approval(app.plan, app.ledger(), env=app.env, gate=gate, approver=approver, ref=ref)
+    result = record_gate_approval(app.plan, app.ledger(), env=app.env, gate=gate, approver=approver, ref=ref,
+                                  release=release)
     if json_output:
         print_json(result.record)
         return
     ref_text = f" ({result.ref})" if result.ref else ""
-    typer.echo(f"recorded: {result.gate} ({result.title}) approved by {result.approver}{ref_text} for {result.env}")
+    release_text = f" release {result.release}" if result.release else ""
+    typer.echo(f"recorded: {result.gate} ({result.title}) approved by {result.approver}{ref_text} for {result.env}"
+               f"{release_text}")
 
 
 def register(root: typer.Typer) -> None:

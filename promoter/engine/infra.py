@@ -568,11 +568,13 @@ class GateApproval:
     title: str
     approver: str
     ref: str | None = None
+    release: str | None = None
     record: dict[str, Any] = field(default_factory=dict)
 
 
 def record_gate_approval(
-    plan: Plan, ledger: Ledger, *, env: str, gate: str, approver: str, ref: str | None = None
+    plan: Plan, ledger: Ledger, *, env: str, gate: str, approver: str, ref: str | None = None,
+    release: str | None = None,
 ) -> GateApproval:
     """Record a manual gate or check of the plan (``gates`` / ``manual_checks``) as passed for ``env``."""
     plan.environment(env)
@@ -596,6 +598,9 @@ def record_gate_approval(
         if spec.kind == "change-request" and not ref:
             raise UsageError(f"gate {gate!r} needs the change request number: --ref CR-NUMBER",
                              hint=spec.record_with or None)
+        if spec.blocks_deploy and not release:
+            raise UsageError(f"gate {gate!r} approves one release for {env}: --release TAG",
+                             hint=spec.record_with or None)
         title = spec.title
     else:
         check = checks[gate]
@@ -603,8 +608,10 @@ def record_gate_approval(
             raise UsageError(f"check {gate!r} applies to {', '.join(check.envs)}, not {env}",
                              hint=check.record_with or None)
         title = check.title
-    record = ledger.append(env, "approval", gate=gate, title=title, approver=approver.strip(), ref=ref)
-    return GateApproval(env=env, gate=gate, title=title, approver=approver.strip(), ref=ref, record=record)
+    record = ledger.append(env, "approval", gate=gate, title=title, approver=approver.strip(), ref=ref,
+                           release=release)
+    return GateApproval(env=env, gate=gate, title=title, approver=approver.strip(), ref=ref, release=release,
+                        record=record)
 
 
 def _iso(moment: datetime) -> str:

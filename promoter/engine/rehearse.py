@@ -230,6 +230,8 @@ def _run_steps(settings, plan, ledger, ctx, step, result, base, observer) -> Non
     from promoter.adapters.http import HttpClient
     from promoter.engine import release
     from promoter.engine.build import build
+    from promoter.engine.gates import blocking_gates
+    from promoter.engine.infra import record_gate_approval
     from promoter.engine.preflight import PreflightContext, checklist, run_checks, select_checks
     from promoter.engine.smoke import run_smoke
     from promoter.engine.smoke_requests import smoke_requests
@@ -262,6 +264,22 @@ def _run_steps(settings, plan, ledger, ctx, step, result, base, observer) -> Non
 
     if not step("build", f"Build {GOOD_RELEASE}", "a reproducible zip", do_build):
         return
+
+    def approvals():
+        gates = blocking_gates(plan, env)
+        if not gates:
+            return f"no gate of the plan blocks a deploy to {env}", {"_skipped": True}
+        recorded = []
+        for gate in gates:
+            for tag in (GOOD_RELEASE, FAULTY_RELEASE):
+                record_gate_approval(plan, ledger, env=env, gate=gate.id, approver="promoter rehearse",
+                                     ref="REHEARSAL" if gate.kind == "change-request" else None, release=tag)
+            recorded.append(gate.id)
+        return (f"recorded {', '.join(recorded)} for {GOOD_RELEASE} and {FAULTY_RELEASE} in the rehearsal's "
+                "ledger (approver: promoter rehearse)", {"gates": recorded})
+
+    step("approvals", "Release gates", "the plan's sign-offs recorded before the deploys (a rehearsal signs "
+         "its own)", approvals)
 
     ports = release.Ports.for_aws(aws, plan, env, ledger)
     traffic = SteadyTraffic(api_url, ctx["token"], rate=settings.traffic_rate, threads=4)

@@ -43,6 +43,7 @@ from promoter.adapters.lambda_ import AliasState, FunctionVersion, InvokeResult,
 from promoter.engine import canary as canary_mod
 from promoter.engine.build import git_output
 from promoter.engine.canary import Observation, Thresholds, Verdict, Window
+from promoter.engine.gates import refuse_missing_gates
 from promoter.engine.guards import ensure_account, sts_account
 from promoter.engine.ledger import Clock, Ledger, SystemClock, new_run_id
 from promoter.engine.smoke_requests import PRETRAFFIC_CLAIMS, SmokeResult, run_sequence, smoke_requests, to_apigw_event
@@ -428,6 +429,8 @@ def deploy(settings: DeploySettings, ports: Ports, observer: Observer | None = N
     _refuse_chaos(settings)
     if settings.dry_run:
         artifact = prepare_artifact(settings, lambda m: emit(ReleaseEvent("progress", {"message": m})))
+        refuse_missing_gates(settings.plan, settings.env, artifact.release,
+                             ports.ledger.records(settings.env, kind="approval"))
         deploy_plan = plan_deploy(settings, ports, artifact)
         emit(ReleaseEvent("planned", deploy_plan.to_dict()))
         return RunRecord(run_id="dry-run", env=settings.env, outcome="dry-run", release=artifact.release,
@@ -437,6 +440,8 @@ def deploy(settings: DeploySettings, ports: Ports, observer: Observer | None = N
     with ports.ledger.lock(settings.env, purpose="deploy", run_id=run_id, wait_seconds=settings.lock_wait,
                            clock=ports.clock):
         artifact = prepare_artifact(settings, lambda m: emit(ReleaseEvent("progress", {"message": m})))
+        refuse_missing_gates(settings.plan, settings.env, artifact.release,
+                             ports.ledger.records(settings.env, kind="approval"))
         deploy_plan = plan_deploy(settings, ports, artifact)
         emit(ReleaseEvent("planned", deploy_plan.to_dict()))
         run = _Run(settings, ports, emit, run_id)

@@ -194,6 +194,7 @@ class Gate(_Strict):
     kind: Literal["signoff", "change-request", "terraform", "other"] = "other"
     approvers: list[str] = []
     record_with: str = ""
+    blocks_deploy: bool = False  # deploy to before_env refuses a release without this approval recorded for it
 
 
 class ManualCheck(_Strict):

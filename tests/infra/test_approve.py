@@ -15,7 +15,10 @@ def approvals(env: str) -> list[dict]:
 
 
 def test_sit_signoff_is_recorded_for_prod(cli):
-    result = cli("approve", "--env", "prod", "--gate", "sit-signoff", "--approver", "Tech Lead A")
+    missing = cli("approve", "--env", "prod", "--gate", "sit-signoff", "--approver", "Tech Lead A")
+    assert missing.exit_code == 2 and "approves one release for prod: --release TAG" in missing.stderr
+    result = cli("approve", "--env", "prod", "--gate", "sit-signoff", "--approver", "Tech Lead A",
+                 "--release", "v1.1.0")
 
     assert result.exit_code == 0, result.stderr
     assert "sit-signoff" in result.stdout and "Tech Lead A" in result.stdout
@@ -23,17 +26,17 @@ def test_sit_signoff_is_recorded_for_prod(cli):
     assert (record["gate"], record["approver"], record["kind"], record["ref"]) == (
         "sit-signoff", "Tech Lead A", "approval", None,
     )
-    assert record["title"] == "SIT sign-off (Gate 4)"
+    assert record["title"] == "SIT sign-off (Gate 4)" and record["release"] == "v1.1.0"
 
 
 def test_change_request_needs_its_reference(cli):
-    missing = cli("approve", "--env", "prod", "--gate", "change-request", "--approver", "PO")
+    missing = cli("approve", "--env", "prod", "--gate", "change-request", "--approver", "PO", "--release", "v1.1.0")
     assert missing.exit_code == 2
     assert "--ref CR-NUMBER" in missing.stderr
     assert approvals("prod") == []
 
     given = cli("approve", "--env", "prod", "--gate", "change-request", "--approver", "PO", "--ref", "CR-123",
-                "--json")
+                "--release", "v1.1.0", "--json")
     assert given.exit_code == 0, given.stderr
     assert json.loads(given.stdout)["ref"] == "CR-123"
     assert [r["ref"] for r in approvals("prod")] == ["CR-123"]

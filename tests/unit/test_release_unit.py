@@ -10,6 +10,7 @@ import pytest
 from promoter.adapters.lambda_ import AliasState, FunctionVersion, InvokeResult, version_description
 from promoter.engine import release
 from promoter.engine.canary import Observation, VersionMetrics, Window
+from promoter.engine.gates import blocking_gates, missing_gates
 from promoter.engine.ledger import Ledger
 from promoter.errors import (
     Interrupted,
@@ -20,6 +21,7 @@ from promoter.errors import (
     RollbackFailed,
 )
 from promoter.plan import load_plan
+from promoter.plan.models import Gate
 
 ENV = "sit"
 
@@ -441,6 +443,38 @@ def test_rollback_refuses_a_version_that_failed_its_canary_unless_allowed(world)
     # unless it is explicitly allowed
     release.rollback_to(release.RollbackSettings(plan=world.plan, env=ENV, to="2", allow_failed=True), world.ports)
     assert world.router.read().version == "2"
+
+
+def _gated(world):
+    """The world's plan with a gate that blocks deploys to the world's environment."""
+    gate = Gate(id="signoff", title="Sign-off", before_env=ENV, kind="signoff", blocks_deploy=True,
+                record_with="promoter approve --env ENV --gate signoff --approver NAME --release TAG")
+    plan = world.plan.model_copy(update={"gates": [gate]})
+    return replace(world.settings, plan=plan)
+
+
+def test_a_release_without_its_sign_off_is_refused_before_anything_changes(world):
+    settings = _gated(world)
+    with pytest.raises(RefusedError, match=r"v1.1.0 cannot go to .*signoff \(Sign-off\): promoter approve --env "
+                                           r"\w+ --gate signoff --approver NAME --release v1.1.0"):
+        release.deploy(settings, world.ports)
+    # a sign-off of another release does not count
+    world.ledger.append(ENV, "approval", gate="signoff", approver="lead", release="v1.0.9")
+    with pytest.raises(RefusedError):
+        release.deploy(settings, world.ports)
+    assert world.router.sets == [] and world.functions.uploads == 0 and len(world.functions.versions) == 1
+    # the sign-off of this release lets it through
+    world.ledger.append(ENV, "approval", gate="signoff", approver="lead", release="v1.1.0")
+    assert release.deploy(settings, world.ports).outcome == "succeeded"
+
+
+def test_missing_gates_is_a_pure_decision():
+    plan = load_plan()
+    assert [g.id for g in blocking_gates(plan, "prod")] == ["sit-signoff", "change-request"]
+    assert blocking_gates(plan, "sit") == []
+    approvals = [{"gate": "sit-signoff", "release": "v1.1.0"}, {"gate": "change-request", "release": "v1.0.0"}]
+    assert [g.id for g in missing_gates(plan, "prod", "v1.1.0", approvals)] == ["change-request"]
+    assert missing_gates(plan, "sit", "v1.1.0", []) == []
 
 
 def test_status_reports_routes_releases_runs_and_lock(world):

@@ -1,0 +1,41 @@
+"""Release gates: the runbook's sign-offs that must be on record before a release reaches an environment.
+
+A plan gate with ``blocks_deploy`` (SIT sign-off and the change request, before PROD) is satisfied only by an
+``approval`` record in that environment's ledger for the same gate and the same release: a sign-off of v1.1.0
+does not let v1.2.0 through. ``promoter approve --env prod --gate sit-signoff --approver NAME --release v1.1.0``
+records one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from promoter.errors import RefusedError
+from promoter.plan.models import Gate, Plan
+
+
+def blocking_gates(plan: Plan, env: str) -> list[Gate]:
+    return [g for g in plan.gates if g.blocks_deploy and g.before_env in {env, "any"}]
+
+
+def missing_gates(plan: Plan, env: str, release: str, approvals: Iterable[dict[str, Any]]) -> list[Gate]:
+    """The blocking gates of ``env`` with no approval recorded for ``release`` (pure)."""
+    approved = {a.get("gate") for a in approvals if a.get("release") == release}
+    return [g for g in blocking_gates(plan, env) if g.id not in approved]
+
+
+def refuse_missing_gates(plan: Plan, env: str, release: str, approvals: Iterable[dict[str, Any]]) -> None:
+    missing = missing_gates(plan, env, release, approvals)
+    if not missing:
+        return
+    lines = [
+        f"{g.id} ({g.title}): "
+        + (g.record_with or f"promoter approve --env {env} --gate {g.id} --approver NAME --release TAG")
+        .replace("ENV", env).replace("TAG", release)
+        for g in missing
+    ]
+    raise RefusedError(
+        f"{release} cannot go to {env}: no approval on record for " + "; ".join(lines),
+        hint="record each approval once it is given; nothing was changed",
+    )

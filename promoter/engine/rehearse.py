@@ -232,7 +232,7 @@ def _run_steps(settings, plan, ledger, ctx, step, result, base, observer) -> Non
     from promoter.engine.build import build
     from promoter.engine.gates import blocking_gates
     from promoter.engine.infra import record_gate_approval
-    from promoter.engine.preflight import PreflightContext, checklist, run_checks, select_checks
+    from promoter.engine.preflight import PreflightContext, Status, checklist, run_checks, select_checks
     from promoter.engine.smoke import run_smoke
     from promoter.engine.smoke_requests import smoke_requests
     from promoter.engine.traffic import SteadyTraffic
@@ -246,7 +246,7 @@ def _run_steps(settings, plan, ledger, ctx, step, result, base, observer) -> Non
     def preflight():
         checks = select_checks(checklist(plan, env), skip=["code", "manual"])
         report = run_checks(checks, PreflightContext(plan=plan, env=env, aws=aws))
-        failed = [r for r in report.results if r.status.value in {"FAIL"} or str(r.status) == "FAIL"]
+        failed = [r for r in report.results if r.status == Status.FAIL]
         data = {"checks": len(report.results), "failed": [r.id for r in failed]}
         if not report.ok:
             raise _Expectation("preflight blockers failed: " + ", ".join(f"{r.id} ({r.evidence})" for r in failed))

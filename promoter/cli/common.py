@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from promoter.engine.ledger import Ledger
     from promoter.plan.models import Plan
 
+# Without a terminal (CI logs, pipes) lines are as long as their content; rich would otherwise assume 80.
+UNWRAPPED_WIDTH = 1000
+
 PlanOpt = Annotated[
     Path | None,
     typer.Option(
@@ -42,6 +45,16 @@ ProfileOpt = Annotated[
     str | None,
     typer.Option("--profile", help="AWS profile. Default: AWS_PROFILE, env credentials, then the plan's profile."),
 ]
+RepoOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--repo",
+        envvar="PROMOTER_REPO",
+        file_okay=False,
+        help="The service's git checkout: what is built, planned and tagged. Default: the checkout you are in.",
+        show_default=False,
+    ),
+]
 LedgerOpt = Annotated[
     Path | None,
     typer.Option("--ledger-dir", envvar="PROMOTER_HOME", help="Ledger directory. Default: .promoter/"),
@@ -57,15 +70,23 @@ class App:
     profile: str | None = None
     ledger_dir: Path | None = None
     json_output: bool = False
+    repo_path: Path | None = None
     _plan: Any = field(default=None, repr=False)
 
     @property
     def plan(self) -> Plan:
         if self._plan is None:
-            from promoter.plan import load_plan
+            from promoter.plan import default_plan_path, load_plan
 
-            self._plan = load_plan(self.plan_path)
+            self._plan = load_plan(self.plan_path or default_plan_path(self.repo_path))
         return self._plan
+
+    @property
+    def repo(self) -> Path:
+        """The repository root, resolved once: ``--repo``, ``$PROMOTER_REPO`` or the checkout you are in."""
+        from promoter.adapters.git import find_repository
+
+        return find_repository(self.repo_path)
 
     @property
     def env(self) -> str:
@@ -94,7 +115,10 @@ def console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else None
-    return Console(stderr=stderr, width=width, highlight=False, soft_wrap=False)
+    out = Console(stderr=stderr, width=width, highlight=False, soft_wrap=False)
+    if width is None and not out.is_terminal:
+        out.width = UNWRAPPED_WIDTH  # a log or a pipe: keep URLs, ids and log lines whole, never fold at 80
+    return out
 
 
 def print_json(data: Any) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from promoter.cli.common import App, EnvOpt, JsonOpt, LedgerOpt, PlanOpt, ProfileOpt, console, print_json
+from promoter.cli.common import App, EnvOpt, JsonOpt, LedgerOpt, PlanOpt, ProfileOpt, RepoOpt, console, print_json
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -47,7 +47,8 @@ def _runner(app: App, settings: InfraSettings):
 def _settings(app: App, directory: Path | None, plan_file: Path | None = None) -> InfraSettings:
     from promoter.engine.infra import InfraSettings
 
-    return InfraSettings.from_plan(app.plan, app.env, directory=directory, plan_file=plan_file)
+    repo = None if directory is not None else app.repo
+    return InfraSettings.from_plan(app.plan, app.env, directory=directory, plan_file=plan_file, repo=repo)
 
 
 def render_review(
@@ -89,6 +90,7 @@ def plan_cmd(
         bool, typer.Option("--create-workspace", help="Create the environment's workspace if it does not exist.")
     ] = False,
     directory: DirOpt = None,
+    repo: RepoOpt = None,
     plan: PlanOpt = None,
     profile: ProfileOpt = None,
     ledger_dir: LedgerOpt = None,
@@ -97,7 +99,7 @@ def plan_cmd(
     """init, select the workspace, plan -out=<env>.tfplan, review it, and record it in the ledger."""
     from promoter.engine.infra import plan_infra
 
-    app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir)
+    app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, repo_path=repo)
     settings = _settings(app, directory)
     err = console(stderr=True)
     outcome = plan_infra(
@@ -173,6 +175,7 @@ def apply_cmd(
     ref: Annotated[str | None, typer.Option("--ref", help="Change request or ticket for the approval.")] = None,
     allow_destroy: AllowDestroyOpt = False,
     directory: DirOpt = None,
+    repo: RepoOpt = None,
     plan: PlanOpt = None,
     profile: ProfileOpt = None,
     ledger_dir: LedgerOpt = None,
@@ -185,7 +188,7 @@ def apply_cmd(
 
     if approve and not approver:
         raise UsageError("--approve needs --approver NAME (recorded in the ledger)")
-    app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir)
+    app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, repo_path=repo)
     settings = _settings(app, directory, plan_file)
     runner = _runner(app, settings)
     ledger = app.ledger()

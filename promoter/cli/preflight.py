@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from promoter.cli.common import App, EnvOpt, JsonOpt, LedgerOpt, PlanOpt, ProfileOpt, console, print_json
+from promoter.cli.common import App, EnvOpt, JsonOpt, LedgerOpt, PlanOpt, ProfileOpt, RepoOpt, console, print_json
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -28,7 +28,7 @@ def preflight(
     release: Annotated[
         str | None, typer.Option("--release", help="Release tag being promoted. Default: the release tag on HEAD.")
     ] = None,
-    repo: Annotated[Path, typer.Option("--repo", help="Git checkout of the service.", file_okay=False)] = Path("."),
+    repo: RepoOpt = None,
     only: Annotated[
         list[str] | None,
         typer.Option("--only", metavar="ID,...", help="Run only these check ids or groups (comma-separated)."),
@@ -43,8 +43,10 @@ def preflight(
     """Check that ENV is ready for a promotion: account, region, DNS, certificate, API domain, table, PITR,
     bucket, role, function, alias, logs, alarms, DLQ, DR (prod), code; list the manual sign-offs."""
     from promoter.engine.preflight import PreflightContext, checklist, run_checks, select_checks
+    from promoter.errors import ConfigurationError
 
-    app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, json_output=json_output)
+    app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, json_output=json_output,
+              repo_path=repo)
     name = app.env
     checks = select_checks(checklist(app.plan, name), _split(only), _split(skip))
     spec = app.plan.environment(name)
@@ -53,8 +55,12 @@ def preflight(
             f"preflight {name}: {len(checks)} checks against account {spec.account_id} in {spec.region}",
             highlight=False,
         )
+    try:
+        repo_root = app.repo
+    except ConfigurationError:
+        repo_root = Path(repo or Path.cwd())  # not a checkout: the code checks report it, the AWS checks still run
     ctx = PreflightContext(
-        plan=app.plan, env=name, aws=app.aws(name), repo=repo.resolve(), release=release, approvals=app.ledger()
+        plan=app.plan, env=name, aws=app.aws(name), repo=repo_root, release=release, approvals=app.ledger()
     )
     report = run_checks(checks, ctx)
     if json_output:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from promoter.cli.common import App, JsonOpt, LedgerOpt, PlanOpt, console, print_json
+from promoter.cli.common import App, JsonOpt, LedgerOpt, PlanOpt, RepoOpt, console, print_json
 
 
 def rehearse(
@@ -17,6 +17,7 @@ def rehearse(
                                        "--state-dir DIR stops it).")] = False,
     bake: Annotated[float, typer.Option("--bake", help="Seconds each canary step bakes (compressed).")] = 8.0,
     rate: Annotated[float, typer.Option("--rate", help="Synthetic requests per second during the deploys.")] = 30.0,
+    repo: RepoOpt = None,
     plan: PlanOpt = None,
     ledger_dir: LedgerOpt = None,
     json_output: JsonOpt = False,
@@ -24,7 +25,8 @@ def rehearse(
     """Run the whole promotion offline against a fresh sandbox and report, step by step, what happened.
 
     Sandbox up; preflight; terraform plan and review (skipped, with the reason, when the AWS provider cannot
-    be installed); build v1.1.0; canary deploy 10/50/100 under synthetic traffic; smoke tests; a faulty
+    be installed); build v1.1.0 of the checkout for Lambda (run under the runtime's Python); canary deploy
+    10/50/100 under synthetic traffic; smoke tests; a faulty
     release that must be rolled back automatically; rollback --to v1.0.0; status. Exit 0 only when every
     expectation held. A markdown report lands in .promoter/reports/.
     """
@@ -35,11 +37,12 @@ def rehearse(
     from promoter.engine.rehearse import RehearsalSettings, run_rehearsal
     from promoter.plan import default_plan_path
 
-    app = App(plan_path=plan, env_name=env, ledger_dir=ledger_dir)
+    app = App(plan_path=plan, env_name=env, ledger_dir=ledger_dir, repo_path=repo)
     name = app.env
-    plan_path = (plan or default_plan_path()).resolve()
+    root = app.repo
+    plan_path = (plan or default_plan_path(root)).resolve()
     settings = RehearsalSettings(plan=app.plan, plan_path=plan_path, env=name, keep=keep, bake_seconds=bake,
-                                 traffic_rate=rate, home=ledger_dir or default_home())
+                                 traffic_rate=rate, home=ledger_dir or default_home(), repo=root)
     err = console(stderr=True)
     marks = {"passed": "[green]ok[/]", "failed": "[red]FAILED[/]", "skipped": "[yellow]skipped[/]"}
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from promoter.cli.common import App, EnvOpt, JsonOpt, LedgerOpt, PlanOpt, ProfileOpt, console, print_json
+from promoter.cli.common import App, EnvOpt, JsonOpt, LedgerOpt, PlanOpt, ProfileOpt, RepoOpt, console, print_json
 
 LockWaitOpt = Annotated[float, typer.Option("--lock-wait", help="Seconds to wait for another run's lock.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
@@ -164,6 +164,7 @@ def deploy(
     ] = False,
     lock_wait: LockWaitOpt = 0,
     out: Annotated[Path, typer.Option("--out", help="Build output directory.")] = Path("dist"),
+    repo: RepoOpt = None,
     plan: PlanOpt = None,
     profile: ProfileOpt = None,
     ledger_dir: LedgerOpt = None,
@@ -182,12 +183,14 @@ def deploy(
 
         if target not in TARGETS:
             raise UsageError(f"--target {target!r}: choose one of: {', '.join(TARGETS)}")
-    app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, json_output=json_output)
+    app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, json_output=json_output,
+              repo_path=repo)
     env_name = app.env
     settings = release.DeploySettings(
         plan=app.plan, env=env_name, release=release_tag, canary=canary, dry_run=dry_run, bake_seconds=bake,
         analysis_interval=analysis_interval, artifact=artifact, target=target, env_vars=_parse_env_vars(env_var),
         on_interrupt=on_interrupt, resume=resume, lock_wait=lock_wait, allow_untagged=allow_untagged, out_dir=out,
+        repo=app.repo,
     )
     ports = _ports(app, env_name)
     if not dry_run:

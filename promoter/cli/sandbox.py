@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from promoter.cli.common import App, EnvOpt, JsonOpt, PlanOpt, console, print_json
+from promoter.cli.common import App, EnvOpt, JsonOpt, PlanOpt, RepoOpt, console, print_json
 
 StateDirOpt = Annotated[
     Path | None,
@@ -35,20 +35,24 @@ def register(root: typer.Typer) -> None:
     def up(
         env: EnvOpt = None,
         plan: PlanOpt = None,
+        repo: RepoOpt = None,
         state_dir: StateDirOpt = None,
         timeout: Annotated[float, typer.Option("--timeout", help="Seconds each process may take to answer.")] = 30.0,
         json_output: JsonOpt = False,
     ) -> None:
-        """Start the sandbox in the background and seed it (refuses if one already runs in the state dir)."""
+        """Start the sandbox in the background and seed it (refuses if one already runs in the state dir); its
+        v1.0.0 is the checkout's code, built for Lambda."""
         from promoter.plan.loader import default_plan_path
         from promoter.sandbox.manager import Sandbox
 
-        application = App(plan_path=plan, env_name=env or DEFAULT_ENV)
+        application = App(plan_path=plan, env_name=env or DEFAULT_ENV, repo_path=repo)
+        root = application.repo
         sandbox = Sandbox.up(
             plan=application.plan,
             env=application.env,
             state_dir=state_dir,
-            plan_path=plan or default_plan_path(),
+            repo=root,
+            plan_path=plan or default_plan_path(root),
             ready_timeout=timeout,
             progress=lambda message: typer.echo(message, err=True),
         )
@@ -134,6 +138,15 @@ def register(root: typer.Typer) -> None:
     root.add_typer(app, name="sandbox")
 
 
+def _python_text(python: dict) -> str:
+    if "error" in python:
+        return "no interpreter: " + python["error"]
+    if not python:
+        return "n/a"
+    text = f"Python {python['version']} {python['path']} ({python['found_by']})"
+    return text if python.get("matches_runtime") else text + " - NOT the runtime's Python"
+
+
 def _render_status(report: dict) -> None:
     from rich.table import Table
 
@@ -149,10 +162,11 @@ def _render_status(report: dict) -> None:
     if "error" in function:
         out.print(f"function: cannot be read: {function['error']}", highlight=False)
         return
-    versions = Table("version", "description", title=f"function {function['name']}")
+    versions = Table("version", "description", "runtime", "runs under", title=f"function {function['name']}")
     for version in function["versions"]:
-        versions.add_row(version["version"], version["description"])
+        versions.add_row(version["version"], version["description"], version.get("runtime") or "n/a",
+                         _python_text(version.get("python") or {}))
     out.print(versions)
     alias = function["alias"]
-    weights = ", ".join(f"v{v} {w * 100:.0f}%" for v, w in alias["weights"].items())
+    weights = " / ".join(f"v{v} {w * 100:g} %" for v, w in alias["weights"].items())
     out.print(f"alias {alias['name']} -> version {alias['version']} ({weights})", highlight=False)

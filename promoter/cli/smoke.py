@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from promoter.cli.common import App, EnvOpt, JsonOpt, PlanOpt, ProfileOpt, console, print_json
+from promoter.cli.common import App, EnvOpt, JsonOpt, PlanOpt, ProfileOpt, RepoOpt, console, print_json
 
 
 def smoke(
@@ -24,6 +24,7 @@ def smoke(
         float | None, typer.Option("--latency-budget", help="Per-request budget in ms. Default: the plan's SLA.")
     ] = None,
     plan: PlanOpt = None,
+    repo: RepoOpt = None,
     profile: ProfileOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -38,7 +39,7 @@ def smoke(
     from promoter.adapters.http import HttpClient
     from promoter.engine.smoke import api_url_for, resolve_token, run_smoke
 
-    app = App(plan_path=plan, env_name=env, profile=profile)
+    app = App(plan_path=plan, env_name=env, profile=profile, repo_path=repo)
     name = app.env
     url = api_url_for(app.plan, name, api_url)
     bearer = resolve_token(token, app.aws, app.plan, name)

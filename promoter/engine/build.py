@@ -3,9 +3,11 @@
 Stages:
 
 1. resolve the release tag (``--release``, else the tag on HEAD, else ``dev-<sha>``);
-2. vendor the runtime dependencies of ``campaigns_lambda/requirements.txt`` for the target: ``lambda`` means
-   CPython 3.12 manylinux x86_64 wheels (``pip install --platform ... --only-binary=:all:``), ``local`` the
-   host interpreter, which the sandbox runs; boto3 and botocore are never vendored, the runtime has them;
+2. from the repository root (the checkout, never the installed package), vendor the runtime dependencies of
+   ``campaigns_lambda/requirements.txt`` (a missing file is an error, never an artifact without them) for the
+   target: ``lambda`` (the default, the bytes AWS gets) means the runtime's CPython manylinux wheels
+   (``pip install --platform ... --only-binary=:all:``), ``local`` the host interpreter's wheels, a fallback
+   for machines without the runtime's Python; boto3 and botocore are never vendored, the runtime has them;
    vendored trees are cached by (target, requirements) so repeated builds do not reinstall;
 3. write the zip: the package (without ``terraform/``, ``__pycache__``), a ``RELEASE`` file with the tag,
    and the dependencies, with sorted entries, fixed timestamps and modes: same inputs, same bytes.
@@ -25,6 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from promoter.adapters.git import GitRepo
 from promoter.errors import ConfigurationError, UsageError
 
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)
@@ -49,26 +52,42 @@ class Artifact:
         return asdict(self)
 
 
-def source_root() -> Path:
-    """The directory that holds the ``campaigns_lambda`` package."""
-    import campaigns_lambda
-
-    return Path(campaigns_lambda.__file__).resolve().parent.parent
-
-
-def resolve_release(release: str | None, repo: Path | None = None) -> str:
+def resolve_release(release: str | None, repo: Path, pattern: str | None = None) -> str:
+    """The release to build: ``release``, else the one tag on HEAD (matching ``pattern`` when given), else
+    ``dev-<sha>``. Several candidate tags on HEAD are ambiguous: the caller must choose one."""
     if release:
         return release
-    repo = repo or Path.cwd()
-    tag = git_output(repo, "describe", "--tags", "--exact-match", "HEAD")
-    if tag:
-        return tag
-    sha = git_output(repo, "rev-parse", "--short", "HEAD")
+    git = GitRepo(repo)
+    tags = git.tags_at_head()
+    candidates = [t for t in tags if pattern is None or re.match(pattern, t)]
+    if len(candidates) > 1:
+        raise UsageError(f"HEAD carries several release tags ({', '.join(candidates)}); choose one with --release")
+    if candidates:
+        return candidates[0]
+    sha = git.head_sha(short=True)
     return f"dev-{sha}" if sha else "dev"
+
+
+def service_sources(repo: Path) -> tuple[Path, Path]:
+    """``(package_dir, requirements)`` of the service in the repository; refuses a tree that lacks either, so an
+    artifact without its dependencies (which would fail to import on Lambda) is never built."""
+    package_dir = repo / "campaigns_lambda"
+    requirements = package_dir / "requirements.txt"
+    if not (package_dir / "__init__.py").is_file():
+        raise ConfigurationError(f"no campaigns_lambda package in {repo}: this is not the service's repository",
+                                 hint="run inside the service's checkout, or pass --repo DIR")
+    if not requirements.is_file():
+        raise ConfigurationError(
+            f"{requirements} is missing: an artifact without the service's dependencies would fail to import on "
+            "Lambda",
+            hint="restore it (git checkout -- campaigns_lambda/requirements.txt); an empty file means no dependencies",
+        )
+    return package_dir, requirements
 
 
 def build(
     *,
+    repo: Path,
     release: str | None = None,
     target: str = "lambda",
     out_dir: Path = Path("dist"),
@@ -79,14 +98,12 @@ def build(
 ) -> Artifact:
     if target not in TARGETS:
         raise UsageError(f"unknown build target {target!r}; choose one of: {', '.join(TARGETS)}")
-    release = resolve_release(release)
+    release = resolve_release(release, repo)
     if RELEASE_TAG.fullmatch(release) is None:
         # the tag names the file and is one word of the version description (release=<tag> git=... sha256=...)
         raise UsageError(f"invalid release tag {release!r}: letters, digits and . _ + - only (e.g. v1.1.0), "
                          "at most 128 characters, starting with a letter or digit")
-    root = source_root()
-    package_dir = root / "campaigns_lambda"
-    requirements = package_dir / "requirements.txt"
+    package_dir, requirements = service_sources(repo)
     progress(f"vendoring dependencies for target {target}")
     vendor = vendor_dependencies(requirements, target, python_version, platform, cache_dir, progress)
 
@@ -136,7 +153,7 @@ def vendor_dependencies(
     cache_dir: Path | None,
     progress: Callable[[str], None],
 ) -> Path:
-    reqs = requirements.read_bytes() if requirements.exists() else b""
+    reqs = requirements.read_bytes()
     host = f"{sys.version_info.major}.{sys.version_info.minor}"
     key_src = reqs + f"|{target}|{python_version}|{platform}|{host}".encode()
     key = hashlib.sha256(key_src).hexdigest()[:16]
@@ -188,12 +205,3 @@ def _walk(base: Path) -> Iterable[Path]:
 def _default_cache() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "promoter"
-
-
-def git_output(repo: Path, *args: str) -> str | None:
-    """Stripped stdout of ``git -C repo ARGS``, or None when git fails or prints nothing."""
-    try:
-        result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else None

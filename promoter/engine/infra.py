@@ -270,11 +270,12 @@ class InfraSettings:
 
     @classmethod
     def from_plan(
-        cls, plan: Plan, env: str, *, directory: Path | None = None, plan_file: Path | None = None
+        cls, plan: Plan, env: str, *, directory: Path | None = None, plan_file: Path | None = None,
+        repo: Path | None = None,
     ) -> InfraSettings:
         spec = plan.environment(env)
         tf = plan.terraform
-        root = resolve_directory(directory or Path(tf.directory))
+        root = resolve_directory(directory, tf.directory, repo)
         var_file = root / "env" / f"{env}.tfvars"
         backend = root / "env" / f"{env}.backend.hcl"
         return cls(
@@ -294,17 +295,22 @@ class InfraSettings:
         return review_plan(plan_json, self.protected_types, self.protected_addresses)
 
 
-def resolve_directory(directory: Path) -> Path:
-    """The terraform directory: as given (relative to the working directory), else in the source tree."""
-    candidates = [Path(directory)]
-    if not Path(directory).is_absolute():
-        candidates.append(Path(__file__).resolve().parents[2] / directory)
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate.resolve()
-    raise ConfigurationError(
-        f"terraform directory {directory} not found", hint="run from the repository root or pass --dir DIR"
-    )
+def resolve_directory(given: Path | None, planned: str | Path, repo: Path | None = None) -> Path:
+    """The terraform directory: ``--dir`` as given (relative to the working directory), else the plan's
+    ``terraform.directory`` in the repository root (the checkout, never the installed package)."""
+    if given is not None:
+        candidate = Path(given)
+        if not candidate.is_dir():
+            raise ConfigurationError(f"--dir {given}: no such directory")
+        return candidate.resolve()
+    from promoter.adapters.git import find_repository
+
+    root = repo or find_repository()
+    candidate = root / planned
+    if not candidate.is_dir():
+        raise ConfigurationError(f"terraform directory {planned} not found in the repository {root}",
+                                 hint="check the plan's terraform.directory, or pass --dir DIR")
+    return candidate.resolve()
 
 
 # -- plan ------------------------------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ Stages (each recorded with its outcome, duration and what was expected):
    on any checkout);
 3. **infra**: ``terraform init`` / plan / review of the service's configuration against the sandbox, when a
    terraform with the AWS provider can be initialised here; otherwise *skipped*, with terraform's reason;
-4. **build**: the current code as ``v1.1.0`` for the host interpreter (the sandbox runs it);
+4. **build**: the checkout's code as ``v1.1.0``, the ``lambda`` target: the bytes AWS would get;
 5. **deploy**: ``v1.1.0`` through the plan's canary steps (bake times compressed) under steady synthetic
-   traffic; expected: it reaches 100 %;
+   traffic; expected: it reaches 100 %, run by the sandbox under the runtime's Python (python3.12);
 6. **smoke**: the runbook's smoke tests through the API; expected: all pass;
 7. **faulty**: a release with ``CHAOS_ERROR_RATE`` set; expected: the canary analysis fails it and the
    alias is back on ``v1.1.0``; measured: time from the faulty version's first request to the alias back on
@@ -41,6 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from promoter.adapters.git import find_repository
 from promoter.engine.ledger import Ledger, default_home, new_run_id
 from promoter.errors import PromoterError, ReleaseFailed
 from promoter.plan.models import Plan
@@ -63,6 +64,7 @@ class RehearsalSettings:
     chaos_error_rate: float = 0.3
     home: Path = field(default_factory=default_home)
     terraform_timeout: float = 120.0
+    repo: Path | None = None  # the checkout rehearsed; default: the working directory's
 
 
 @dataclass
@@ -184,8 +186,9 @@ def run_rehearsal(settings: RehearsalSettings, observer: Observer = lambda _k, _
         def up() -> tuple[str, dict[str, Any]]:
             nonlocal sandbox
             sandbox = Sandbox.up(plan=settings.plan, env=settings.env, state_dir=state_dir,
-                                 plan_path=settings.plan_path)
+                                 plan_path=settings.plan_path, repo=settings.repo)
             ctx["env_vars"] = sandbox.env_vars()
+            ctx["sandbox"] = sandbox
             ctx["token"] = sandbox.token("campaigns-admin")
             return "endpoints " + ", ".join(f"{k}={v}" for k, v in sandbox.endpoints.items()), {
                 "endpoints": sandbox.endpoints}
@@ -239,6 +242,7 @@ def _run_steps(settings, plan, ledger, ctx, step, result, base, observer) -> Non
 
     env = settings.env
     spec = plan.environment(env)
+    repo = settings.repo or find_repository()
     aws = AwsSessionFactory(region=spec.region)
     notes = release_notes(lambda message: observer("note", message))
     api_url = ctx["env_vars"]["PROMOTER_API_URL"]
@@ -258,7 +262,8 @@ def _run_steps(settings, plan, ledger, ctx, step, result, base, observer) -> Non
          "the reason", lambda: _infra(settings, plan, ledger, base))
 
     def do_build():
-        artifact = build(release=GOOD_RELEASE, target="local", out_dir=base / "dist")
+        artifact = build(repo=repo, release=GOOD_RELEASE, target="lambda", out_dir=base / "dist",
+                         python_version=plan.service.python_version, platform=plan.service.wheel_platform)
         ctx["artifact"] = artifact
         return f"{Path(artifact.path).name}, {artifact.size} bytes, sha256 {artifact.sha256[:12]}", artifact.to_dict()
 
@@ -288,8 +293,8 @@ def _run_steps(settings, plan, ledger, ctx, step, result, base, observer) -> Non
         def deploy_good():
             ds = release.DeploySettings(
                 plan=plan, env=env, release=GOOD_RELEASE, canary=True, bake_seconds=settings.bake_seconds,
-                analysis_interval=settings.analysis_interval, artifact=Path(ctx["artifact"].path), target="local",
-                allow_untagged=True, out_dir=base / "dist",
+                analysis_interval=settings.analysis_interval, artifact=Path(ctx["artifact"].path), target="lambda",
+                allow_untagged=True, out_dir=base / "dist", repo=repo,
             )
             record = release.deploy(ds, ports, notes)
             alias = ports.router.read()
@@ -301,7 +306,14 @@ def _run_steps(settings, plan, ledger, ctx, step, result, base, observer) -> Non
             if alias.version != record.candidate_version or alias.weights:
                 raise _Expectation(f"alias is on {alias.version} with {alias.weights}, not 100 % on the new version")
             steps = "/".join(str(s.weight) for s in release.plan_steps(plan, env, canary=True, bake_seconds=None))
-            return f"version {record.candidate_version} through {steps} %, {len(record.verdicts)} verdicts", data
+            python = _python_of(ctx.get("sandbox"), record.candidate_version)
+            data["python"] = python
+            if not python.get("matches_runtime"):
+                raise _Expectation(f"version {record.candidate_version} did not run under the runtime's Python "
+                                   f"({plan.service.runtime}): {python.get('error') or python}")
+            return (f"version {record.candidate_version} ({Path(ctx['artifact'].path).name}) through {steps} %, "
+                    f"{len(record.verdicts)} verdicts; ran under {plan.service.runtime} as Python "
+                    f"{python['version']} ({python['path']})"), data
 
         deployed = step("deploy", f"Canary deploy {GOOD_RELEASE}", "reaches 100 % with every verdict passing",
                         deploy_good)
@@ -329,7 +341,8 @@ def _run_steps(settings, plan, ledger, ctx, step, result, base, observer) -> Non
             before = _stats(api_url)
             ds = release.DeploySettings(
                 plan=plan, env=env, release=FAULTY_RELEASE, canary=True, bake_seconds=settings.bake_seconds * 3,
-                analysis_interval=settings.analysis_interval, artifact=None, target="local", allow_untagged=True,
+                analysis_interval=settings.analysis_interval, artifact=None, target="lambda", allow_untagged=True,
+                repo=repo,
                 env_vars={"CHAOS_ERROR_RATE": str(settings.chaos_error_rate),
                           "CHAOS_START_AFTER": str(chaos_start_after)},
                 out_dir=base / "dist",
@@ -385,6 +398,17 @@ def _run_steps(settings, plan, ledger, ctx, step, result, base, observer) -> Non
     step("status", "Status", "the alias and the recorded runs", status)
 
 
+def _python_of(sandbox: Any, version: str | None) -> dict[str, Any]:
+    """The interpreter the sandbox ran ``version`` under, from its own status."""
+    if sandbox is None or version is None:
+        return {"error": "no sandbox status"}
+    function = sandbox.status().get("function", {})
+    for entry in function.get("versions", []):
+        if entry.get("version") == version:
+            return entry.get("python") or {"error": "not reported"}
+    return {"error": f"version {version} not in the sandbox's status"}
+
+
 def _stats(api_url: str) -> dict[str, Any]:
     with urllib.request.urlopen(api_url + "/__sandbox/stats", timeout=5) as resp:
         return json.loads(resp.read())
@@ -415,7 +439,7 @@ def _infra(settings: RehearsalSettings, plan: Plan, ledger: Ledger, base: Path):
 
     if not find_terraform():
         return "terraform is not installed", {"_skipped": True}
-    source = resolve_directory(Path(plan.terraform.directory))
+    source = resolve_directory(None, plan.terraform.directory, settings.repo)
     work = base / "terraform"
     shutil.copytree(source, work, ignore=shutil.ignore_patterns(".terraform", "*.tfplan", "terraform.tfstate*"))
     # the backend of the real accounts is S3; the rehearsal's state stays in its scratch copy

@@ -41,7 +41,6 @@ from typing import Any, Literal, Protocol
 
 from promoter.adapters.lambda_ import AliasState, FunctionVersion, InvokeResult, version_description
 from promoter.engine import canary as canary_mod
-from promoter.engine.build import git_output
 from promoter.engine.canary import Observation, Thresholds, Verdict, Window
 from promoter.engine.gates import refuse_missing_gates
 from promoter.engine.guards import ensure_account, sts_account
@@ -187,6 +186,7 @@ class DeploySettings:
     allow_untagged: bool = False
     out_dir: Path = Path("dist")
     update_timeout: float = 300
+    repo: Path | None = None  # the checkout to build and read tags from; default: the working directory's
 
 
 @dataclass(frozen=True)
@@ -335,41 +335,57 @@ def manual_rollback_command(function: str, alias: str, version: str, region: str
 
 # -- artifact ------------------------------------------------------------------------------------------------
 def prepare_artifact(settings: DeploySettings, progress: Callable[[str], None]) -> PreparedArtifact:
-    from promoter.engine.build import build, resolve_release, source_root
+    from promoter.adapters.git import GitRepo, find_repository
+    from promoter.engine.build import build, resolve_release
 
     plan, env = settings.plan, settings.env
-    repo = source_root()
-    head_tag = git_output(repo, "describe", "--tags", "--exact-match", "HEAD")
+    repo = find_repository(settings.repo)
+    git = GitRepo(repo)
+    head_tags = git.tags_at_head()
     if settings.artifact:
         path = Path(settings.artifact)
         if not path.is_file():
             raise UsageError(f"--artifact {path}: no such file")
         data = path.read_bytes()
-        release = settings.release or _release_in_zip(path) or resolve_release(None, repo)
+        release = settings.release or _release_in_zip(path) or resolve_release(None, repo, plan.code.tag_pattern)
         git_sha, built = None, False
     else:
-        release = settings.release or resolve_release(None, repo)
-        git_sha, built = git_output(repo, "rev-parse", "HEAD"), True
+        release = settings.release or resolve_release(None, repo, plan.code.tag_pattern)
+        git_sha, built = git.head_sha(), True
         data = None
     if plan.code.require_release_tag and not settings.allow_untagged:
-        if head_tag != release:
-            raise RefusedError(
-                f"release {release!r} is not HEAD's tag ({head_tag or 'HEAD has no tag'}); the plan requires the "
-                "release tag on HEAD",
-                hint=f"tag HEAD (git tag {release}) or, for dev and rehearsals, pass --allow-untagged",
-            )
-        if not re.match(plan.code.tag_pattern, release):
-            raise RefusedError(f"release {release!r} does not match the plan's tag pattern {plan.code.tag_pattern}")
+        refuse_untagged(release, head_tags, plan.code.tag_pattern, env, git.head_sha(short=True))
     if data is None:
         service = plan.service
         target = settings.target or plan.environment(env).build_target
-        arch = "x86_64" if service.architecture == "x86_64" else "aarch64"
-        art = build(release=release, target=target, out_dir=settings.out_dir, python_version=service.python_version,
-                    platform=f"manylinux2014_{arch}", progress=progress)
+        art = build(repo=repo, release=release, target=target, out_dir=settings.out_dir,
+                    python_version=service.python_version, platform=service.wheel_platform, progress=progress)
         return PreparedArtifact(art.path, release, art.sha256, art.code_sha256, git_sha, built)
     digest = hashlib.sha256(data).digest()
     return PreparedArtifact(str(settings.artifact), release, digest.hex(), base64.b64encode(digest).decode(),
                             git_sha, built)
+
+
+def refuse_untagged(release: str, head_tags: list[str], pattern: str, env: str, head: str | None) -> None:
+    """The plan promotes tagged commits: ``release`` must match the plan's pattern and be one of HEAD's tags
+    (any of them: the runbook tags one commit ``v1.0.0-sit`` and later ``v1.0.0-prod``)."""
+    from promoter.engine.preflight.decisions import example_tag
+
+    example = example_tag(pattern, env)
+    if not re.match(pattern, release):
+        raise RefusedError(
+            f"release {release!r} does not match the plan's tag pattern {pattern}",
+            hint=(f"tag HEAD with a release tag such as {example} (git tag {example}) and pass --release {example}"
+                  if example else "tag HEAD with a tag that matches the plan's pattern")
+            + ", or, for dev and rehearsals, pass --allow-untagged",
+        )
+    if release not in head_tags:
+        shown = ", ".join(head_tags) if head_tags else "HEAD has no tag"
+        raise RefusedError(
+            f"release {release!r} is not a tag on HEAD{f' ({head})' if head else ''} (tags on HEAD: {shown}); the "
+            "plan requires the release tag on HEAD",
+            hint=f"tag HEAD (git tag {release}), or, for dev and rehearsals, pass --allow-untagged",
+        )
 
 
 def _release_in_zip(path: Path) -> str | None:

@@ -16,21 +16,27 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from promoter.errors import PlanError
+from promoter.errors import ConfigurationError, PlanError
 from promoter.plan.models import Plan
 
 DEFAULT_PLAN = Path("plans") / "PROM-CAMP-001.yaml"
 PLAN_ENV_VAR = "PROMOTER_PLAN"
 
 
-def default_plan_path() -> Path:
-    """``$PROMOTER_PLAN``, else ``plans/PROM-CAMP-001.yaml`` in the working directory or the source tree."""
+def default_plan_path(repo: str | os.PathLike[str] | None = None) -> Path:
+    """``$PROMOTER_PLAN``, else ``plans/PROM-CAMP-001.yaml`` in the repository root (``repo``, else the checkout
+    the working directory is in). Never the installed package's directory: the plan travels with the code."""
     if os.environ.get(PLAN_ENV_VAR):
         return Path(os.environ[PLAN_ENV_VAR])
-    if DEFAULT_PLAN.exists():
-        return DEFAULT_PLAN
-    bundled = Path(__file__).resolve().parents[2] / DEFAULT_PLAN
-    return bundled if bundled.exists() else DEFAULT_PLAN
+    from promoter.adapters.git import find_repository
+
+    try:
+        root = find_repository(repo)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"no plan: {exc.message}",
+                                 hint="run inside the service's checkout, or pass --plan FILE (PROMOTER_PLAN) "
+                                 "or --repo DIR (PROMOTER_REPO)") from None
+    return root / DEFAULT_PLAN
 
 
 def load_plan(path: str | os.PathLike[str] | None = None) -> Plan:

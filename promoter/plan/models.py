@@ -36,6 +36,11 @@ class Service(_Strict):
         """``python3.12`` -> ``3.12``."""
         return self.runtime.removeprefix("python")
 
+    @property
+    def wheel_platform(self) -> str:
+        """The manylinux platform of the runtime's wheels: ``manylinux2014_x86_64`` or ``_aarch64``."""
+        return f"manylinux2014_{'x86_64' if self.architecture == 'x86_64' else 'aarch64'}"
+
 
 class CodePolicy(_Strict):
     branch: str = "main"

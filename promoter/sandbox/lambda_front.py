@@ -249,7 +249,8 @@ class LambdaFront:
         with self._lock:
             pools = list(self._pools.values())
         return [{"function": w.spec.function_name, "version": w.spec.version, "pid": w.pid, "alive": w.alive(),
-                 "log_stream": w.log_stream, "invocations": w.invocations} for p in pools for w in p.workers()]
+                 "log_stream": w.log_stream, "invocations": w.invocations, "runtime": w.spec.runtime,
+                 "python": w.interpreter} for p in pools for w in p.workers()]
 
     def shutdown(self) -> None:
         with self._lock:
@@ -383,7 +384,7 @@ class LambdaFront:
             function_name=fn, version=version, code_digest=code_sha_to_hex(config["CodeSha256"]),
             handler=config.get("Handler") or "", timeout_s=timeout_s, memory_mb=memory,
             environment=tuple(sorted(((config.get("Environment") or {}).get("Variables") or {}).items())),
-            function_arn=unqualified, region=arn.split(":")[3],
+            function_arn=unqualified, region=arn.split(":")[3], runtime=config.get("Runtime") or "python3.12",
         )
         started = time.perf_counter()
         error: dict | None = None

@@ -64,6 +64,7 @@ class Sandbox:
         self.state_dir = Path(state_dir)
         self.state = state
         self._handles = handles or {}
+        self._workers: list[dict[str, Any]] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     @classmethod
@@ -78,17 +79,20 @@ class Sandbox:
         clock: Clock | None = None,
         progress: Progress = lambda _m: None,
         fronts: bool = True,
+        repo: str | os.PathLike[str] | None = None,
     ) -> Sandbox:
         """Start and seed a sandbox for ``env``; refuse when one already runs in ``state_dir``.
 
         ``fronts=False`` starts moto alone and creates the function in moto directly: no ``Invoke``, no API;
         for checking the baseline on its own.
         """
+        from promoter.adapters.git import find_repository
         from promoter.plan.loader import default_plan_path
 
         spec = plan.environment(env)
         state_dir = Path(state_dir or default_state_dir()).resolve()
-        plan_file = Path(plan_path or default_plan_path()).resolve()
+        root = find_repository(repo)  # v1.0.0 is built from this checkout's code
+        plan_file = Path(plan_path or default_plan_path(root)).resolve()
         clock = clock or SystemClock()
         for module in ("promoter.sandbox.lambda_front", "promoter.sandbox.api_front") if fronts else ():
             if importlib.util.find_spec(module) is None:
@@ -115,6 +119,7 @@ class Sandbox:
                 "account_id": spec.account_id,
                 "region": spec.region,
                 "plan_path": str(plan_file),
+                "repo": str(root),
                 "state_dir": str(state_dir),
                 "status": "starting",
                 "started_at": utcnow(),
@@ -261,7 +266,8 @@ class Sandbox:
             weights = {alias["FunctionVersion"]: round(1.0 - sum(extra.values()), 6), **extra}
             report["function"] = {
                 "name": names.function,
-                "versions": [{"version": v["Version"], "description": v.get("Description", "")}
+                "versions": [{"version": v["Version"], "description": v.get("Description", ""),
+                              "runtime": v.get("Runtime"), "python": self._python_for(v)}
                              for v in versions if v["Version"] != "$LATEST"],
                 "alias": {"name": names.alias, "version": alias["FunctionVersion"], "weights": weights,
                           "revision_id": alias.get("RevisionId")},
@@ -269,6 +275,31 @@ class Sandbox:
         except Exception as exc:  # a status report must still show the processes when the function cannot be read
             report["function"] = {"error": f"{type(exc).__name__}: {exc}"}
         return report
+
+    def _python_for(self, version: dict[str, Any]) -> dict[str, Any]:
+        """Which interpreter runs a version: its live environments' if it has any, else the one it would get."""
+        from promoter.sandbox.runtimes import RuntimeUnavailable, resolve_interpreter
+
+        if self._workers is None:
+            self._workers = self._live_workers()
+        for worker in self._workers:
+            if worker.get("version") == version["Version"] and worker.get("python"):
+                return {**worker["python"], "running": True}
+        try:
+            return {**resolve_interpreter(version.get("Runtime") or "").to_dict(), "running": False}
+        except RuntimeUnavailable as exc:
+            return {"error": str(exc), "running": False}
+
+    def _live_workers(self) -> list[dict[str, Any]]:
+        url = self.endpoints.get("lambda_")
+        if not url:
+            return []
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
+        try:
+            with opener.open(url + "/__sandbox/workers", timeout=5) as reply:
+                return list(json.loads(reply.read()))
+        except (OSError, ValueError):
+            return []
 
     # -- internals -----------------------------------------------------------------------------------------
     def _client(self, service: str, endpoint: str | None = None) -> Any:
@@ -310,7 +341,8 @@ class Sandbox:
                          "--plan", self.state["plan_path"], "--state-dir", state_dir, "--region", self.region,
                          "--user-pool-id", seeded.user_pool_id])
             self._wait_ready("lambda_front", lambda_url + HEALTH_PATH, clock, clock.now() + ready_timeout)
-        seeded = seed_function(plan, env, target, seeded, artifacts_dir=self.state_dir / "artifacts",
+        seeded = seed_function(plan, env, target, seeded, repo=Path(self.state["repo"]),
+                               artifacts_dir=self.state_dir / "artifacts",
                                progress=progress)
         self.state["seed"] = seeded.to_dict()
         if fronts:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -149,18 +148,22 @@ def seed_function(
     result: SeedResult,
     *,
     artifacts_dir: Path,
+    repo: Path,
     cache_dir: Path | None = None,
     progress: Progress = lambda _m: None,
 ) -> SeedResult:
+    from promoter.adapters.git import GitRepo
     from promoter.adapters.lambda_ import version_description
-    from promoter.engine.build import build, source_root
+    from promoter.engine.build import build
 
     spec = plan.environment(env)
     names = plan.names(env)
     progress(f"building {SEED_RELEASE} for the sandbox")
-    artifact = build(release=SEED_RELEASE, target="local", out_dir=artifacts_dir, cache_dir=cache_dir,
+    # the artifact AWS would get: the runtime's wheels, run by the sandbox under the runtime's Python
+    artifact = build(repo=repo, release=SEED_RELEASE, target="lambda", out_dir=artifacts_dir, cache_dir=cache_dir,
+                     python_version=plan.service.python_version, platform=plan.service.wheel_platform,
                      progress=progress)
-    description = version_description(SEED_RELEASE, _git_sha(source_root()), artifact.sha256)
+    description = version_description(SEED_RELEASE, GitRepo(repo).head_sha(), artifact.sha256)
     regions = [spec.region] + ([spec.dr.failover_region] if spec.dr else [])
     for region in regions:
         progress(f"creating function {names.function} in {region} through {target.lambda_url or target.moto_url}")
@@ -458,10 +461,4 @@ def _function(
     return published["FunctionArn"].rsplit(":", 1)[0], version
 
 
-def _git_sha(repo: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+

@@ -1,13 +1,9 @@
 """Lambda execution environments for the sandbox: one warm Python process per running invocation slot.
 
-Two halves live here:
-
-- the worker (``python -m promoter.sandbox.workers --code-dir DIR --handler MOD.FN --fd N``): a separate
-  interpreter that puts one version's extracted code first on ``sys.path``, imports the handler once and then
-  serves invocations over an inherited socket, one at a time, like a Lambda execution environment;
-- the parent side (:class:`Worker`, :class:`WorkerPool`, :class:`CodeStore`) used by the Lambda front: it stores
-  the code packages by sha256, extracts them, starts workers with the version's environment, sends events,
-  enforces the timeout and reports crashes.
+The Lambda front's side of them (:class:`Worker`, :class:`WorkerPool`, :class:`CodeStore`): it stores the code
+packages by sha256, extracts them, starts each environment under the interpreter the version's ``Runtime``
+names (:mod:`promoter.sandbox.runtimes`), isolated, running :mod:`promoter.sandbox.runtime_bootstrap` with the
+runtime layer behind the code, sends events, enforces the timeout and reports crashes.
 
 The worker's stdout and stderr go to a file; the parent reads what an invocation wrote from that file, which is
 how the function's output reaches CloudWatch Logs and ``X-Amz-Log-Type: Tail``.
@@ -17,154 +13,20 @@ Wire format: ``multiprocessing.connection`` framing over a socketpair, JSON mess
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
-import importlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-import traceback
 import uuid
 import zipfile
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-
-# --------------------------------------------------------------------------------------------------------------
-# worker side
-
-
-class LambdaContext:
-    """The context object a Python Lambda handler receives."""
-
-    def __init__(self, data: dict) -> None:
-        self.function_name = data["function_name"]
-        self.function_version = data["function_version"]
-        self.invoked_function_arn = data["invoked_function_arn"]
-        self.memory_limit_in_mb = int(data["memory_limit_in_mb"])
-        self.aws_request_id = data["aws_request_id"]
-        self.log_group_name = data["log_group_name"]
-        self.log_stream_name = data["log_stream_name"]
-        self.identity = None
-        self.client_context = None
-        self._deadline_ms = int(data["deadline_ms"])
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, self._deadline_ms - int(time.time() * 1000))
-
-
-def _error_payload(exc: BaseException) -> dict:
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
-    return {
-        "errorMessage": str(exc),
-        "errorType": type(exc).__name__,
-        "requestId": "",
-        "stackTrace": [line for line in traceback.format_list(frames)],
-    }
-
-
-def _isolate_imports(code_dir: str) -> None:
-    """Make the version's code win over anything installed on the host.
-
-    Editable installs add meta-path finders that would resolve the service package to a source checkout before
-    ``sys.path`` is consulted; an execution environment sees only its own package and the runtime's libraries.
-    """
-    sys.path.insert(0, code_dir)
-    sys.meta_path[:] = [
-        finder for finder in sys.meta_path
-        if not str(getattr(finder, "__module__", "") or type(finder).__module__).startswith("__editable__")
-    ]
-    for name in list(sys.modules):
-        top = name.split(".", 1)[0]
-        if (Path(code_dir) / top).exists() or (Path(code_dir) / f"{top}.py").exists():
-            del sys.modules[name]
-
-
-def _load_handler(handler: str):
-    module_name, _, function_name = handler.rpartition(".")
-    if not module_name:
-        raise ImportError(f"Bad handler '{handler}': not enough values to unpack (expected 2, got 1)")
-    module = importlib.import_module(module_name.replace("/", "."))
-    try:
-        return getattr(module, function_name)
-    except AttributeError:
-        raise AttributeError(f"Handler '{function_name}' missing on module '{module_name}'") from None
-
-
-def _max_rss_mb() -> int:
-    try:
-        import resource
-
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    except Exception:
-        return 0
-
-
-def worker_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m promoter.sandbox.workers")
-    parser.add_argument("--code-dir", required=True)
-    parser.add_argument("--handler", required=True)
-    parser.add_argument("--fd", type=int, required=True)
-    args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    conn = Connection(args.fd)
-    os.chdir(args.code_dir)
-    _isolate_imports(args.code_dir)
-    started = time.perf_counter()
-    try:
-        handler = _load_handler(args.handler)
-        init_error = None
-    except Exception as exc:
-        handler = None
-        payload = _error_payload(exc)
-        module = args.handler.rpartition(".")[0]
-        if isinstance(exc, ImportError | SyntaxError):
-            payload["errorType"] = "Runtime.ImportModuleError"
-            payload["errorMessage"] = f"Unable to import module '{module}': {exc}"
-        elif isinstance(exc, AttributeError):
-            payload["errorType"] = "Runtime.HandlerNotFound"
-        init_error = payload
-        traceback.print_exc()
-    init_ms = (time.perf_counter() - started) * 1000
-    sys.stdout.flush()
-    sys.stderr.flush()
-    conn.send_bytes(json.dumps({"ready": init_error is None, "init_ms": init_ms, "error": init_error}).encode())
-    if init_error is not None:
-        return 1
-    while True:
-        try:
-            message = json.loads(conn.recv_bytes())
-        except (EOFError, OSError):
-            return 0
-        ctx = LambdaContext(message["context"])
-        reply: dict
-        try:
-            event = json.loads(message["event"]) if message["event"] else {}
-            result = handler(event, ctx)
-            try:
-                reply = {"ok": True, "payload": json.dumps(result)}
-            except (TypeError, ValueError) as exc:
-                reply = {"ok": False, "error": {
-                    "errorMessage": f"Unable to marshal response: {exc}",
-                    "errorType": "Runtime.MarshalError", "requestId": ctx.aws_request_id, "stackTrace": []}}
-        except Exception as exc:
-            payload = _error_payload(exc)
-            payload["requestId"] = ctx.aws_request_id
-            print(f"[ERROR] {payload['errorType']}: {payload['errorMessage']}", file=sys.stderr)
-            traceback.print_exc()
-            reply = {"ok": False, "error": payload}
-        sys.stdout.flush()
-        sys.stderr.flush()
-        reply["max_rss_mb"] = _max_rss_mb()
-        conn.send_bytes(json.dumps(reply).encode())
-
 
 # --------------------------------------------------------------------------------------------------------------
 # parent side
@@ -247,6 +109,7 @@ class FunctionVersion:
     environment: tuple[tuple[str, str], ...]
     function_arn: str  # unqualified
     region: str
+    runtime: str = "python3.12"
 
     @property
     def log_group(self) -> str:
@@ -273,6 +136,7 @@ class Worker:
     log_stream: str
     init_ms: float = 0.0
     invocations: int = 0
+    interpreter: dict = field(default_factory=dict)  # which Python runs it: path, version, found_by
     _log_offset: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -343,13 +207,33 @@ def _log_stream_name(version: str) -> str:
     return time.strftime("%Y/%m/%d", time.gmtime()) + f"/[{version}]{uuid.uuid4().hex}"
 
 
-def start_worker(spec: FunctionVersion, code_dir: Path, log_dir: Path, base_env: dict[str, str]) -> Worker:
-    """Start one execution environment and wait for its init to finish."""
+BOOTSTRAP = Path(__file__).with_name("runtime_bootstrap.py")
+
+
+def _layer_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "promoter"
+
+
+def _init_failed(error_type: str, message: str) -> WorkerInitFailed:
+    return WorkerInitFailed({"errorType": error_type, "errorMessage": message, "stackTrace": []})
+
+
+def start_worker(spec: FunctionVersion, code_dir: Path, log_dir: Path, base_env: dict[str, str],
+                 layer_cache: Path | None = None) -> Worker:
+    """Start one execution environment under the runtime's interpreter and wait for its init to finish."""
+    from promoter.sandbox.runtimes import RuntimeUnavailable, native_mismatch, resolve_interpreter, runtime_layer
+
+    try:
+        interpreter = resolve_interpreter(spec.runtime)
+        layer = runtime_layer(interpreter, layer_cache or _layer_cache())
+    except RuntimeUnavailable as exc:
+        raise _init_failed("Sandbox.RuntimeUnavailable", str(exc)) from None
     log_stream = _log_stream_name(spec.version)
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{spec.function_name}.{log_stream.rsplit(']', 1)[1]}.log"
     parent_sock, child_sock = socket.socketpair()
-    env = dict(base_env)
+    env = {k: v for k, v in base_env.items() if not k.startswith("PYTHON")}
     env.update(dict(spec.environment))
     env.update({
         "AWS_LAMBDA_FUNCTION_NAME": spec.function_name,
@@ -359,35 +243,43 @@ def start_worker(spec: FunctionVersion, code_dir: Path, log_dir: Path, base_env:
         "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
         "AWS_REGION": spec.region,
         "AWS_DEFAULT_REGION": spec.region,
-        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
         "LAMBDA_TASK_ROOT": str(code_dir),
+        "LAMBDA_RUNTIME_DIR": str(layer),
         "_HANDLER": spec.handler,
-        "PYTHONDONTWRITEBYTECODE": "1",
     })
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "promoter.sandbox.workers", "--code-dir", str(code_dir),
+            [interpreter.path, "-I", "-S", "-B", str(BOOTSTRAP), "--code-dir", str(code_dir), "--layer", str(layer),
              "--handler", spec.handler, "--fd", str(child_sock.fileno())],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, pass_fds=(child_sock.fileno(),),
             cwd=str(code_dir),
         )
     child_sock.close()
     conn = Connection(parent_sock.detach())
-    worker = Worker(spec=spec, proc=proc, conn=conn, log_path=log_path, log_stream=log_stream)
+    worker = Worker(spec=spec, proc=proc, conn=conn, log_path=log_path, log_stream=log_stream,
+                    interpreter=interpreter.to_dict())
     # Init has Lambda's 10 s limit, raised to the function timeout when that is longer.
     init_timeout = max(10.0, spec.timeout_s)
     try:
         if not conn.poll(init_timeout):
             worker.kill()
-            raise WorkerInitFailed({"errorType": "Sandbox.Timedout", "errorMessage": "init timed out"})
+            raise _init_failed("Sandbox.Timedout", "init timed out")
         hello = json.loads(conn.recv_bytes())
     except (EOFError, OSError):
         code = worker._exit_code()
-        raise WorkerInitFailed({"errorType": "Runtime.ExitError",
-                                "errorMessage": f"Runtime exited with error: exit status {code}"}) from None
+        raise _init_failed("Runtime.ExitError", f"Runtime exited with error: exit status {code}") from None
     if not hello.get("ready"):
         worker.stop()
-        raise WorkerInitFailed(hello.get("error") or {"errorType": "Runtime.Unknown", "errorMessage": "init"})
+        error = dict(hello.get("error") or {"errorType": "Runtime.Unknown", "errorMessage": "init"})
+        foreign = native_mismatch(code_dir, interpreter)
+        if foreign:
+            # Lambda's message, then what the sandbox can tell: the package was built for another Python
+            error["errorMessage"] = (
+                f"{error.get('errorMessage', '')} (the package has compiled extensions for {', '.join(foreign)}; "
+                f"runtime {spec.runtime} runs Python {interpreter.version} from {interpreter.path} "
+                f"[{interpreter.found_by}]: build for the runtime with --target lambda)")
+        raise WorkerInitFailed(error)
     worker.init_ms = float(hello.get("init_ms", 0.0))
     return worker
 
@@ -485,7 +377,3 @@ class WorkerPool:
 
 def remove_code_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    sys.exit(worker_main())

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+from pathlib import Path
 
 import boto3
 import pytest
+
+PLAN = Path(__file__).resolve().parents[2] / "plans" / "PROM-CAMP-001.yaml"
 
 
 @pytest.fixture
@@ -21,6 +25,8 @@ def repo(tmp_path):
     git("config", "user.email", "ci@example.com")
     git("config", "user.name", "CI")
     (path / "README").write_text("campaigns\n")
+    (path / "plans").mkdir()
+    shutil.copy(PLAN, path / "plans" / PLAN.name)  # a checkout of the service carries its plan
     git("add", ".")
     git("commit", "-q", "-m", "release")
     git("tag", "v1.2.0")

@@ -26,11 +26,12 @@ def compressed_plan():
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory):
-    """v1.1.0 for the sandbox (target local), and a v1.2.0 whose handler raises on every request."""
+    """v1.1.0 for the sandbox (target lambda, as AWS gets it), and a v1.2.0 whose handler raises on every
+    request."""
     from promoter.engine.build import build
 
     out = tmp_path_factory.mktemp("dist")
-    good = build(release="v1.1.0", target="local", out_dir=out)
+    good = build(repo=Path(__file__).resolve().parents[2], release="v1.1.0", target="lambda", out_dir=out)
     crashing = out / "campaigns_lambda-v1.2.0-crash.zip"
     with zipfile.ZipFile(good.path) as src, zipfile.ZipFile(crashing, "w", zipfile.ZIP_DEFLATED) as dst:
         for info in src.infolist():

@@ -168,7 +168,8 @@ def fronts(tmp_path_factory) -> Fronts:
         lam = client("lambda", lambda_url)
         environment = {"CAMPAIGNS_TABLE": names.table, "TEMPLATES_BUCKET": names.templates_bucket}
         for number, release in enumerate(("v1.0.0", "v1.1.0"), start=1):
-            artifact = build(release=release, target="local", out_dir=state / "dist")
+            artifact = build(repo=Path(__file__).resolve().parents[2], release=release, target="lambda",
+                             out_dir=state / "dist")
             code = Path(artifact.path).read_bytes()
             if number == 1:
                 lam.create_function(FunctionName=names.function, Runtime=plan.service.runtime, Role=role,

@@ -13,6 +13,8 @@ import pytest
 from promoter.engine.build import build
 from promoter.errors import UsageError
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
@@ -20,17 +22,17 @@ def cache(tmp_path_factory):
 
 
 def test_same_inputs_give_identical_bytes(tmp_path, cache):
-    first = build(release="v9.9.9", target="local", out_dir=tmp_path / "a", cache_dir=cache)
-    second = build(release="v9.9.9", target="local", out_dir=tmp_path / "b", cache_dir=cache)
+    first = build(repo=REPO, release="v9.9.9", target="local", out_dir=tmp_path / "a", cache_dir=cache)
+    second = build(repo=REPO, release="v9.9.9", target="local", out_dir=tmp_path / "b", cache_dir=cache)
     assert Path(first.path).read_bytes() == Path(second.path).read_bytes()
     assert first.sha256 == second.sha256 and first.size == second.size
 
-    other = build(release="v9.9.10", target="local", out_dir=tmp_path / "c", cache_dir=cache)
+    other = build(repo=REPO, release="v9.9.10", target="local", out_dir=tmp_path / "c", cache_dir=cache)
     assert other.sha256 != first.sha256
 
 
 def test_zip_layout_is_normalised(tmp_path, cache):
-    artifact = build(release="v1.2.3", target="local", out_dir=tmp_path, cache_dir=cache)
+    artifact = build(repo=REPO, release="v1.2.3", target="local", out_dir=tmp_path, cache_dir=cache)
     with zipfile.ZipFile(artifact.path) as zf:
         infos = zf.infolist()
         names = [i.filename for i in infos]
@@ -48,7 +50,7 @@ def test_zip_layout_is_normalised(tmp_path, cache):
 
 def test_handler_imports_from_the_built_local_zip(tmp_path, cache):
     # GIVEN the artifact unpacked where nothing else of the project is importable
-    artifact = build(release="v7.0.0", target="local", out_dir=tmp_path / "dist", cache_dir=cache)
+    artifact = build(repo=REPO, release="v7.0.0", target="local", out_dir=tmp_path / "dist", cache_dir=cache)
     root = tmp_path / "unpacked"
     with zipfile.ZipFile(artifact.path) as zf:
         zf.extractall(root)
@@ -89,15 +91,15 @@ print(json.dumps({{"handler": h.__file__, "pydantic": pydantic.__file__, "resp":
 
 def test_bad_target_and_tag_are_refused(tmp_path):
     with pytest.raises(UsageError, match="unknown build target"):
-        build(release="v1", target="arm", out_dir=tmp_path)
+        build(repo=REPO, release="v1", target="arm", out_dir=tmp_path)
     for bad in ("../v1", "bad tag", "v1\tx", "-v1", ".hidden", "v" * 129, "v1;rm"):
         with pytest.raises(UsageError, match="invalid release tag"):
-            build(release=bad, target="local", out_dir=tmp_path)
+            build(repo=REPO, release=bad, target="local", out_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []  # refused before anything is written
 
 
 def test_lambda_target_vendors_python312_manylinux_wheels(tmp_path, cache):
-    artifact = build(release="v1.0.0", target="lambda", out_dir=tmp_path, cache_dir=cache)
+    artifact = build(repo=REPO, release="v1.0.0", target="lambda", out_dir=tmp_path, cache_dir=cache)
     with zipfile.ZipFile(artifact.path) as zf:
         native = [n for n in zf.namelist() if n.endswith(".so")]
     assert native, "pydantic-core ships a compiled module"

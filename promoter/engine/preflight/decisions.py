@@ -145,3 +145,15 @@ def choose_release(tags_on_head: Iterable[str], pattern: str, requested: str | N
     if len(matching) > 1:
         return None, f"several release tags on HEAD ({', '.join(matching)}); choose one with --release"
     return matching[0], None
+
+
+EXAMPLE_TAGS = ("v{n}", "v{n}-{env}", "{n}", "{n}-{env}", "release-{n}", "v{n}-rc1")
+
+
+def example_tag(pattern: str, env: str) -> str | None:
+    """A tag the plan's pattern accepts, to show in hints (never one the plan would then refuse)."""
+    for shape in EXAMPLE_TAGS:
+        candidate = shape.format(n="1.1.0", env=env)
+        if re.match(pattern, candidate):
+            return candidate
+    return None

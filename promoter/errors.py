@@ -23,9 +23,11 @@ from promoter.exitcodes import ExitCode
 
 
 class PromoterError(Exception):
-    """Base of every error the engine reports to a user."""
+    """Base of every error the engine reports to a user. ``details`` is machine-readable context (a run's
+    record) that ``--json`` adds to the error document."""
 
     exit_code: ExitCode = ExitCode.REFUSED
+    details: dict | None = None
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)

@@ -80,8 +80,21 @@ def error_code(exc: BaseException) -> str | None:
     return None
 
 
-def translate(exc: BaseException, action: str) -> AwsError:
-    """Turn a botocore exception into an :class:`AwsError` that says what failed and what to do."""
+# Error codes that mean "these credentials cannot be used at all": every call would fail the same way.
+CREDENTIAL_CODES = frozenset({"NoCredentials", "SSOLoginRequired", "ExpiredToken", "ExpiredTokenException",
+                              "InvalidClientTokenId", "UnrecognizedClientException"})
+
+
+def login_hint(profile: str | None, *, again: bool = False) -> str:
+    verb = "log in again" if again else "log in"
+    if profile:
+        return f"{verb}: aws sso login --profile {profile} (the plan's profile), or export AWS_PROFILE / pass --profile"
+    return f"{verb}: aws sso login --profile PROFILE, or export AWS_PROFILE / pass --profile"
+
+
+def translate(exc: BaseException, action: str, *, profile: str | None = None) -> AwsError:
+    """Turn a botocore exception into an :class:`AwsError` that says what failed and what to do; ``profile``
+    (the plan's) makes the login hints exact."""
     import botocore.exceptions as bce
 
     code = error_code(exc)
@@ -92,17 +105,17 @@ def translate(exc: BaseException, action: str) -> AwsError:
             hint="someone else changed it meanwhile; inspect with `promoter status` before retrying",
         )
     if isinstance(exc, bce.NoCredentialsError):
-        return AwsError(
-            f"{action}: no AWS credentials found",
-            code="NoCredentials",
-            hint="log in (aws sso login --profile PROFILE) or export AWS_PROFILE",
-        )
+        return AwsError(f"{action}: no AWS credentials found", code="NoCredentials", hint=login_hint(profile))
+    if isinstance(exc, bce.SSOError | bce.TokenRetrievalError):  # SSOTokenLoadError, UnauthorizedSSOTokenError
+        return AwsError(f"{action}: the AWS SSO session has expired or was never started",
+                        code="SSOLoginRequired", hint=login_hint(profile, again=True))
     if isinstance(exc, (bce.EndpointConnectionError, bce.ConnectTimeoutError, bce.ReadTimeoutError)):
         return AwsError(f"{action}: endpoint unreachable: {exc}", code="EndpointUnreachable")
     if code in {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}:
         return AwsError(f"{action}: access denied: {_message(exc)}", code=code, hint="check the role's IAM policy")
     if code in {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException"}:
-        return AwsError(f"{action}: credentials rejected: {_message(exc)}", code=code, hint="log in again")
+        return AwsError(f"{action}: credentials rejected: {_message(exc)}", code=code,
+                        hint=login_hint(profile, again=True))
     if code in {"Throttling", "ThrottlingException", "TooManyRequestsException"}:
         return AwsError(f"{action}: throttled by AWS after retries", code=code, hint="retry in a minute")
     return AwsError(f"{action}: {code or type(exc).__name__}: {_message(exc)}", code=code)

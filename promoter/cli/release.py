@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from promoter.cli.common import App, EnvOpt, JsonOpt, LedgerOpt, PlanOpt, ProfileOpt, RepoOpt, console, print_json
+from promoter.cli.text import routing
 
 LockWaitOpt = Annotated[float, typer.Option("--lock-wait", help="Seconds to wait for another run's lock.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
@@ -110,8 +111,7 @@ class LiveDisplay:
                 mark = "ok" if r["ok"] else "FAIL " + "; ".join(r["problems"])
                 self.line(f"pre-traffic {r['name']:<16} {r['method']:<6} {r['path']:<48} {r['status']} {mark}")
         elif event.kind == "shift":
-            alias = d["alias"]
-            self.state["weights"] = f"version {alias['version']} weights {alias['weights'] or '{}'}"
+            self.state["weights"] = routing(d["alias"])
             self.state["step"] = f"shift {d['step']} -> {d['weight']}% on the new version"
             self.line(self.state["step"])
         elif event.kind == "tick":
@@ -220,8 +220,7 @@ def _print_record(record, json_output: bool) -> None:
         for action in record.plan["actions"]:
             typer.echo(f"  {action}")
     if record.alias:
-        weights = record.alias.get("weights") or {}
-        typer.echo(f"  alias: version {record.alias['version']} weights {weights or '{}'}")
+        typer.echo(f"  alias: {routing(record.alias)}")
 
 
 def rollback(
@@ -282,6 +281,7 @@ def status(
     deployed = ", ".join(f"{t}={v}" for t, v in data["deployed_releases"].items()) or "none"
     out.print(f"deployed releases: {deployed}")
     runs = Table("run", "kind", "release", "outcome", "verdicts", "reason")
+    runs.columns[0].no_wrap = True  # run ids are what --resume and history need: never cut
     for run in data["runs"]:
         verdicts = " ".join(f"{v['step']}%:{v['outcome']}" for v in run.get("verdicts", []))
         runs.add_row(run["run_id"], run.get("kind_of_run", "-"), str(run.get("release") or "-"),

@@ -461,7 +461,8 @@ def deploy(settings: DeploySettings, ports: Ports, observer: Observer | None = N
         deploy_plan = plan_deploy(settings, ports, artifact)
         emit(ReleaseEvent("planned", deploy_plan.to_dict()))
         run = _Run(settings, ports, emit, run_id)
-        return run.start(deploy_plan)
+        with run.record_on_error():
+            return run.start(deploy_plan)
 
 
 class _Run:
@@ -481,6 +482,15 @@ class _Run:
         self.interval = 60.0
 
     # -- ledger helpers ----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def record_on_error(self) -> Iterator[None]:
+        """An error leaving the run carries the run's record (verdicts and the numbers they used, the alias)."""
+        try:
+            yield
+        except PromoterError as exc:
+            exc.details = {**(exc.details or {}), "run": self.record.to_dict()}
+            raise
+
     def log(self, kind: str, **data: Any) -> None:
         self.p.ledger.append(self.env, kind, run_id=self.record.run_id, **data)
 
@@ -531,9 +541,13 @@ class _Run:
             self.end("aborted", "interrupted before any traffic moved; the alias was not changed")
             raise Interrupted("interrupted before any traffic moved; the alias was not changed") from None
         except _Stop as stop:
-            self.end("refused", stop.reason)
-            raise PromoterError(f"pre-traffic gate failed, no traffic moved: {stop.reason}",
-                                hint="see `promoter history --env " + self.env + "` for each request") from None
+            changed = gate_changes(dp, self.candidate)
+            self.end("refused", stop.reason, changed=changed)
+            raise PromoterError(
+                f"pre-traffic gate failed: {stop.reason}; no traffic moved, the alias stays on version {self.stable}; "
+                f"what did change: {'; '.join(changed)}",
+                hint=f"each request: promoter history --env {self.env}; the new version serves no traffic and a "
+                "fixed release publishes its own") from None
         except PromoterError as exc:
             self.end("refused", str(exc))
             raise
@@ -756,6 +770,20 @@ class _Run:
                           exit_code=int(ReleaseFailed.exit_code))
 
 
+def gate_changes(dp: DeployPlan, candidate: str) -> list[str]:
+    """What a deploy stopped by its pre-traffic gate had changed in the account (the alias is not among them)."""
+    changed = []
+    if dp.upload_code:
+        changed.append("$LATEST's code updated")
+    if dp.set_environment:
+        changed.append("$LATEST's environment updated")
+    if candidate and candidate != dp.reuse_version:
+        changed.append(f"version {candidate} published")
+    elif candidate:
+        changed.append(f"nothing: version {candidate} already existed")
+    return changed or ["nothing"]
+
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -817,7 +845,8 @@ def resume(settings: DeploySettings, ports: Ports, observer: Observer | None = N
         r.preexisting_alarms = r._alarms()
         r.log("resumed", who=ports.identity(), alias=current.to_dict(), remaining=[s.to_dict() for s in remaining])
         emit(ReleaseEvent("step", {"name": "resume", "from_weight": weight, "candidate": candidate}))
-        return r.shift_all(remaining)
+        with r.record_on_error():
+            return r.shift_all(remaining)
 
 
 def abort(plan: Plan, env: str, ports: Ports, *, lock_wait: float = 0, observer: Observer | None = None) -> RunRecord:

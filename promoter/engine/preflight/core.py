@@ -224,16 +224,19 @@ def result_of(check: Check, finding: Finding, duration_ms: int) -> CheckResult:
                        finding.record)
 
 
-def _finding_from_exception(check: Check, exc: BaseException) -> Finding:
-    """An exception inside a check is a failed check with the reason, never a crash of the run."""
+def _finding_from_exception(check: Check, exc: BaseException, profile: str | None = None) -> Finding:
+    """An exception inside a check is a failed check with the reason, never a crash of the run. Credentials that
+    cannot be used at all are marked as that cause, so the other AWS checks are not run into the same wall."""
     if isinstance(exc, PromoterError):
         return failed(exc.message, exc.hint)
     if type(exc).__module__.startswith(("botocore", "boto3")):
-        from promoter.adapters.aws import translate
+        from promoter.adapters.aws import CREDENTIAL_CODES, translate
 
         operation = getattr(exc, "operation_name", None) or "AWS"
-        error = translate(exc, operation)
-        return failed(error.message, error.hint or "check the credentials, the network and the endpoint, then re-run")
+        error = translate(exc, operation, profile=profile)
+        remedy = error.hint or "check the credentials, the network and the endpoint, then re-run"
+        cause = {"cause": "credentials", "code": error.code} if error.code in CREDENTIAL_CODES else None
+        return Finding("fail", error.message, remedy, cause)
     return failed(f"the check itself raised {type(exc).__name__}: {exc}", "report this; the check could not run")
 
 
@@ -242,8 +245,18 @@ def run_one(check: Check, ctx: PreflightContext) -> CheckResult:
     try:
         finding = check.run(ctx)
     except Exception as exc:
-        finding = _finding_from_exception(check, exc)
+        finding = _finding_from_exception(check, exc, ctx.spec.profile)
     return result_of(check, finding, int((time.perf_counter() - started) * 1000))
+
+
+# The check that proves the credentials work; when it cannot, every check that calls AWS would fail alike.
+CREDENTIALS_CHECK = "aws.account"
+NO_AWS_CALLS = frozenset({"code", "manual"})
+NO_AWS_CHECKS = frozenset({"aws.region"})
+
+
+def calls_aws(check: Check) -> bool:
+    return check.group not in NO_AWS_CALLS and check.id not in NO_AWS_CHECKS
 
 
 def run_checks(
@@ -259,10 +272,20 @@ def run_checks(
     """
     started = time.perf_counter()
     results: dict[str, CheckResult] = {}
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(checks) or 1)),
+    pending = list(checks)
+    gate = next((c for c in checks if c.id == CREDENTIALS_CHECK), None)
+    if gate is not None:
+        # the credentials first: without them the AWS checks are one cause, reported once, not N times
+        results[gate.id] = first = run_one(gate, ctx)
+        pending = [c for c in checks if c.id != gate.id]
+        if (first.record or {}).get("cause") == "credentials":
+            for check in [c for c in pending if calls_aws(c)]:
+                results[check.id] = result_of(check, skipped(f"not run: {first.evidence} (see {gate.id})"), 0)
+            pending = [c for c in pending if c.id not in results]
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(pending) or 1)),
                                                  thread_name_prefix="preflight")
     try:
-        futures = {pool.submit(run_one, check, ctx): check for check in checks}
+        futures = {pool.submit(run_one, check, ctx): check for check in pending}
         done, not_done = concurrent.futures.wait(futures, timeout=timeout_seconds)
         for future in done:
             results[futures[future].id] = future.result()

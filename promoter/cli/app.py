@@ -28,11 +28,13 @@ class CommandEntry(NamedTuple):
 
 
 COMMANDS: dict[str, CommandEntry] = {
-    "preflight": CommandEntry("promoter.cli.preflight", "Check that ENV is ready for a promotion."),
+    "preflight": CommandEntry("promoter.cli.preflight", "Check that ENV is ready for a promotion: account, region, "
+                              "DNS, certificate, API domain, table, PITR, bucket, role, function, alias, logs, alarms, "
+                              "DLQ, DR (prod), code; list the manual sign-offs."),
     "infra": CommandEntry("promoter.cli.infra", "Terraform for one environment: plan, review, then apply exactly "
                           "the reviewed and approved plan."),
     "approve": CommandEntry("promoter.cli.infra", "Record a manual gate approval (plan gates and manual checks) in "
-                            "the ledger."),
+                            "the environment's ledger."),
     "build": CommandEntry("promoter.cli.build", "Build the Lambda zip of the checkout's campaigns_lambda with its "
                           "dependencies, byte-for-byte reproducible; print path, size and sha256."),
     "deploy": CommandEntry("promoter.cli.release", "Deploy a release: publish a version, pre-traffic gate, shift the "

@@ -31,6 +31,7 @@ def sts_account(aws) -> Callable[[], str]:
         try:
             return str(aws.client("sts").get_caller_identity()["Account"])
         except Exception as exc:
-            raise translate(exc, "reading the caller identity (sts get-caller-identity)") from None
+            raise translate(exc, "reading the caller identity (sts get-caller-identity)",
+                            profile=getattr(aws, "plan_profile", None)) from None
 
     return read

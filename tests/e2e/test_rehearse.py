@@ -15,13 +15,14 @@ from promoter.engine.rehearse import Rehearsal, StepResult, init_failure_reason,
 from promoter.plan import load_plan
 
 pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_whole_promotion_rehearses_offline(tmp_path):
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT", "PROMOTER_"))}
     proc = subprocess.run(
-        [sys.executable, "-m", "promoter", "rehearse", "--ledger-dir", str(home), "--json"],
+        [sys.executable, "-m", "promoter", "rehearse", "--repo", str(ROOT), "--ledger-dir", str(home), "--json"],
         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]

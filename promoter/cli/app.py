@@ -98,7 +98,7 @@ class PromoterGroup(TyperGroup):
 
         import typer.main
 
-        scratch = typer.Typer(pretty_exceptions_show_locals=False)
+        scratch = typer.Typer(pretty_exceptions_show_locals=False, rich_markup_mode=None)
         importlib.import_module(module_name).register(scratch)
         group = typer.main.get_group(scratch)
         for name, command in group.commands.items():

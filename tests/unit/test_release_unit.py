@@ -257,8 +257,14 @@ def test_pretraffic_gate_stops_a_crashing_release_with_no_traffic_moved(world):
         release.deploy(world.settings, world.ports)
     assert info.value.exit_code == 1
     assert "pre-traffic gate" in str(info.value)
+    # it says what did change: a version was published, though no traffic moved
+    assert "no traffic moved, the alias stays on version 1" in str(info.value)
+    assert "what did change:" in str(info.value) and "published" in str(info.value)
     assert world.router.sets == []
-    assert kinds(world.ledger, "run-end")[-1]["outcome"] == "refused"
+    end = kinds(world.ledger, "run-end")[-1]
+    assert end["outcome"] == "refused"
+    assert any("published" in item for item in end["changed"])
+    assert info.value.details["run"]["outcome"] == "refused"  # --json carries the run's record
     assert kinds(world.ledger, "pretraffic")[-1]["ok"] is False
 
 

@@ -140,3 +140,4 @@ def test_a_directory_that_is_not_the_service_is_refused(tmp_path):
     _git(tmp_path, "init", "-q")
     with pytest.raises(ConfigurationError, match="no campaigns_lambda package"):
         build(repo=tmp_path, release="v9.0.0", target="local", out_dir=tmp_path / "out")
+

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import yaml
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -50,8 +52,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-rollback-"))
     plan_file = work / "plan.yaml"
     plan_file.write_text(yaml.safe_dump(plan.model_dump(mode="json"), sort_keys=False))
-    artifact = build(release="v1.1.0", target="local", out_dir=work / "dist")
-    sandbox = Sandbox.up(plan=plan, env=env, state_dir=work / "sandbox", plan_path=plan_file)
+    artifact = build(repo=ROOT, release="v1.1.0", target="lambda", out_dir=work / "dist",
+                     python_version=plan.service.python_version, platform=plan.service.wheel_platform)
+    sandbox = Sandbox.up(plan=plan, env=env, state_dir=work / "sandbox", plan_path=plan_file, repo=ROOT)
     try:
         os.environ.update(sandbox.env_vars())
         api = sandbox.env_vars()["PROMOTER_API_URL"]

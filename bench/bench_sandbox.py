@@ -58,7 +58,8 @@ def managed_sandbox(state: Path):
     from promoter.plan.loader import load_plan
     from promoter.sandbox.manager import Sandbox
 
-    sandbox = Sandbox.up(load_plan(PLAN), ENV, state, PLAN, progress=lambda m: print("  " + m, file=sys.stderr))
+    sandbox = Sandbox.up(load_plan(PLAN), ENV, state, PLAN, progress=lambda m: print("  " + m, file=sys.stderr),
+                         repo=ROOT)
     try:
         yield sandbox.endpoints["api"], sandbox.token("campaigns-admin")
     finally:
@@ -109,7 +110,8 @@ def own_sandbox(state: Path):
         token = cognito.admin_initiate_auth(
             UserPoolId=pool, ClientId=app["ClientId"], AuthFlow="ADMIN_USER_PASSWORD_AUTH",
             AuthParameters={"USERNAME": "admin", "PASSWORD": "Bench-Passw0rd!"})["AuthenticationResult"]["IdToken"]
-        artifact = build(release="v1.0.0", target="local", out_dir=state / "dist")
+        artifact = build(repo=ROOT, release="v1.0.0", target="lambda", out_dir=state / "dist",
+                         python_version=plan.service.python_version, platform=plan.service.wheel_platform)
         lam = client("lambda", lam_url)
         lam.create_function(FunctionName=names.function, Runtime=plan.service.runtime, Role=role,
                             Handler=plan.service.handler, Code={"ZipFile": Path(artifact.path).read_bytes()},

@@ -277,16 +277,19 @@ def test_dr_checks_skip_where_the_plan_has_no_dr_region(plan, account):
 
 
 # -- errors become failed checks --------------------------------------------------------------------------------
-def test_no_credentials_fail_every_aws_check_with_the_reason(plan, aws_credentials, monkeypatch):
+def test_no_credentials_fail_the_account_check_once_and_leave_the_rest_unrun(plan, aws_credentials, monkeypatch):
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    report, results = preflight(plan, "sit", only=["aws.account", "dynamodb.table"])
+    report, results = preflight(plan, "sit", only=["aws.account", "aws.region", "dynamodb.table", "s3.bucket"])
     assert not report.ok
-    for result in results.values():
-        assert result.status is Status.FAIL
-        assert "no AWS credentials" in result.evidence
-        assert result.remedy
+    account = results["aws.account"]
+    assert account.status is Status.FAIL and "no AWS credentials" in account.evidence
+    assert "aws sso login --profile Tebogo-sit" in account.remedy
+    for check in ("dynamodb.table", "s3.bucket"):  # one cause, reported once: the others say why they did not run
+        assert results[check].status is Status.SKIP
+        assert results[check].evidence == f"not run: {account.evidence} (see aws.account)"
+    assert results["aws.region"].status is Status.PASS  # needs no call
 
 
 # -- code checks in a temporary git repository -----------------------------------------------------------------------

@@ -52,7 +52,7 @@ def changes(s) -> list[dict]:
 
 def test_good_release_goes_10_50_100_under_traffic(sandbox, built):
     with traffic(sandbox) as load:
-        result = deploy_cli("--canary", "--release", "v1.1.0", "--target", "local", *FAST, "--json")
+        result = deploy_cli("--canary", "--release", "v1.1.0", *FAST, "--json")  # the default lambda build
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     assert record["outcome"] == "succeeded"

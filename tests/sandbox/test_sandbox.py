@@ -250,7 +250,7 @@ def test_cli_env_status_and_token(sandbox):
     assert report["function"]["versions"][0]["description"].startswith("release=v1.0.0 ")
 
     human = runner.invoke(app, ["sandbox", "status"], env=cli_env)
-    assert human.exit_code == 0 and "alias live -> version 1 (v1 100%)" in human.output
+    assert human.exit_code == 0 and "alias live -> version 1 (v1 100 %)" in human.output
 
     token = runner.invoke(app, ["sandbox", "token", "--group", "campaigns-editor"], env=cli_env)
     assert token.exit_code == 0

@@ -38,7 +38,17 @@ HOME_ENV_VAR = "PROMOTER_HOME"
 
 
 def default_home() -> Path:
-    return Path(os.environ.get(HOME_ENV_VAR) or ".promoter")
+    """``$PROMOTER_HOME``, else ``.promoter`` at the top of the checkout you stand in (so every directory of one
+    checkout shares one ledger), else ``.promoter`` here."""
+    if os.environ.get(HOME_ENV_VAR):
+        return Path(os.environ[HOME_ENV_VAR])
+    from promoter.adapters.git import find_repository
+    from promoter.errors import ConfigurationError
+
+    try:
+        return find_repository() / ".promoter"
+    except ConfigurationError:
+        return Path(".promoter")
 
 
 def utcnow() -> str:

@@ -141,3 +141,15 @@ def test_a_directory_that_is_not_the_service_is_refused(tmp_path):
     with pytest.raises(ConfigurationError, match="no campaigns_lambda package"):
         build(repo=tmp_path, release="v9.0.0", target="local", out_dir=tmp_path / "out")
 
+
+
+def test_every_directory_of_a_checkout_shares_one_ledger(clone, monkeypatch, tmp_path):
+    from promoter.engine.ledger import default_home
+
+    monkeypatch.delenv("PROMOTER_HOME")
+    monkeypatch.chdir(clone / "campaigns_lambda")
+    assert default_home() == clone.resolve() / ".promoter"
+    monkeypatch.chdir(tmp_path)  # outside any checkout: here
+    assert default_home() == Path(".promoter")
+    monkeypatch.setenv("PROMOTER_HOME", str(tmp_path / "elsewhere"))
+    assert default_home() == tmp_path / "elsewhere"

@@ -18,7 +18,8 @@ Triggers", done as progressive delivery):
    after), and during each bake judge the canary against the stable version every analysis interval
    (:mod:`promoter.engine.canary`);
 7. **end**: on a failed verdict, an interrupt or a foreign change, roll back to the stable version (or hold,
-   when asked) and record the outcome with every number used.
+   when asked) and record the outcome with every number used. The first Ctrl-C or SIGTERM stops the run; any
+   later one is counted in the end record and never stops a rollback that has begun (:class:`InterruptGuard`).
 
 Ports (small protocols, so the state machine runs on fakes in unit tests): :class:`AliasRouter`,
 :class:`MetricSource`, :class:`Invoker`, :class:`FunctionStore`, and the ledger's ``Clock``. The engine
@@ -32,6 +33,7 @@ import contextlib
 import hashlib
 import re
 import signal
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -279,6 +281,43 @@ class RunRecord:
         return dict(self.__dict__)
 
 
+class InterruptGuard:
+    """Ctrl-C and SIGTERM during a run: the first one stops the run (as ``KeyboardInterrupt``); every later one,
+    and any that arrives once the run has begun to end (a rollback, a hold, the end record), is counted and
+    otherwise ignored, so a rollback that has started always finishes and the run always ends with a record.
+
+    Installed only in the main thread (the only one Python delivers signals to); elsewhere it only counts.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.stopping = False
+
+    def _handle(self, _signum: int, _frame: Any) -> None:
+        self.count += 1
+        if not self.stopping:
+            self.stopping = True
+            raise KeyboardInterrupt
+
+    def stop(self) -> None:
+        """From now on interrupts are only counted: the run is ending."""
+        self.stopping = True
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[InterruptGuard]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 class _Stop(Exception):
     """Internal: the bake decided to roll back."""
 
@@ -437,21 +476,23 @@ def deploy(settings: DeploySettings, ports: Ports, observer: Observer | None = N
                          stable_version=deploy_plan.stable, candidate_version=deploy_plan.reuse_version,
                          plan=deploy_plan.to_dict(), reason="dry run: nothing changed")
     run_id = new_run_id()
-    with ports.ledger.lock(settings.env, purpose="deploy", run_id=run_id, wait_seconds=settings.lock_wait,
-                           clock=ports.clock):
+    guard = InterruptGuard()
+    with guard.installed(), ports.ledger.lock(settings.env, purpose="deploy", run_id=run_id,
+                                              wait_seconds=settings.lock_wait, clock=ports.clock):
         artifact = prepare_artifact(settings, lambda m: emit(ReleaseEvent("progress", {"message": m})))
         refuse_missing_gates(settings.plan, settings.env, artifact.release,
                              ports.ledger.records(settings.env, kind="approval"))
         deploy_plan = plan_deploy(settings, ports, artifact)
         emit(ReleaseEvent("planned", deploy_plan.to_dict()))
-        run = _Run(settings, ports, emit, run_id)
+        run = _Run(settings, ports, emit, run_id, guard)
         return run.start(deploy_plan)
 
 
 class _Run:
     """One run's state machine: publish, gate, shift and bake, end. Every transition is in the ledger."""
 
-    def __init__(self, settings: DeploySettings, ports: Ports, emit: Observer, run_id: str) -> None:
+    def __init__(self, settings: DeploySettings, ports: Ports, emit: Observer, run_id: str,
+                 guard: InterruptGuard | None = None) -> None:
         self.s = settings
         self.p = ports
         self.emit = emit
@@ -461,20 +502,26 @@ class _Run:
         self.stable = ""
         self.candidate = ""
         self.last_set: AliasState | None = None  # where the engine left the alias
+        # the alias change asked for and not yet confirmed: (step, state before, state asked for)
+        self.pending: tuple[int | str, AliasState, AliasState] | None = None
         self.preexisting_alarms: tuple[str, ...] = ()
         self.interval = 60.0
+        self.guard = guard or InterruptGuard()
 
     # -- ledger helpers ----------------------------------------------------------------------------------
     def log(self, kind: str, **data: Any) -> None:
         self.p.ledger.append(self.env, kind, run_id=self.record.run_id, **data)
 
     def end(self, outcome: Outcome, reason: str, **data: Any) -> RunRecord:
+        self.guard.stop()  # an interrupt now must not cost the run its end record
         self.record.outcome = outcome
         self.record.reason = reason
         try:
             self.record.alias = self.p.router.read().to_dict()
-        except PromoterError:
+        except (PromoterError, KeyboardInterrupt):
             self.record.alias = self.last_set.to_dict() if self.last_set else None
+        if self.guard.count:
+            data["interrupts"] = self.guard.count
         self.log("run-end", outcome=outcome, reason=reason, alias=self.record.alias, **data)
         self.emit(ReleaseEvent("end", {"outcome": outcome, "reason": reason, "alias": self.record.alias}))
         return self.record
@@ -610,16 +657,51 @@ class _Run:
         return self._change(current, version, weights, step=weight)
 
     def _change(self, current: AliasState, version: str, weights: dict[str, float], *, step: int | str) -> AliasState:
-        target = {"version": version, "weights": weights}
-        self.log("alias-intent", step=step, before=current.to_dict(), after=target)
+        wanted = AliasState(version, dict(weights))
+        if self.pending is None or self.pending[0] != step or not self.pending[2].same_routing(wanted):
+            # a retried change (the same step, asked again after an interrupt) keeps its first intent
+            self.log("alias-intent", step=step, before=current.to_dict(), after={"version": version,
+                                                                                 "weights": weights})
+            self.pending = (step, current, wanted)
         after = self.p.router.set(version, weights, current.revision)
+        return self._changed(after)
+
+    def _changed(self, after: AliasState, **note: Any) -> AliasState:
+        """Record the pending change as done, with the state the alias is in now."""
+        step, before, _wanted = self.pending or ("?", self.last_set or after, after)
+        self.pending = None
         self.last_set = after
-        change = {"step": step, "before": current.to_dict(), "after": after.to_dict()}
+        change = {"step": step, "before": before.to_dict(), "after": after.to_dict(), **note}
         self.record.alias_changes.append(change)
         self.log("alias-change", **change)
         weight = _weight_of(after, self.candidate)
         self.emit(ReleaseEvent("shift", {"step": step, "alias": after.to_dict(), "weight": weight}))
         return after
+
+    def _read_after_failure(self, exc: AwsError) -> AliasState | None:
+        """After a failed or ambiguous UpdateAlias, the alias as read now when it is exactly what this run asked
+        for (the change was applied and its reply lost, or the SDK's retry of it met its own RevisionId); else
+        None. Reads are retried on the run's clock within a short deadline."""
+        if self.pending is None:
+            return None
+        wanted = self.pending[2]
+        deadline = self.p.clock.now() + 10
+        while True:
+            try:
+                found = self.p.router.read()
+            except AwsError:
+                if self.p.clock.now() >= deadline:
+                    return None
+                self.p.clock.sleep(1.0)
+                continue
+            return found if found.same_routing(wanted) else None
+
+    def _adopt_pending(self, current: AliasState) -> bool:
+        """True (and the change recorded) when ``current`` is the change this run asked for and never saw done."""
+        if self.pending is not None and current.same_routing(self.pending[2]):
+            self._changed(current, settled="the change was applied but its reply never arrived")
+            return True
+        return False
 
     def bake(self, step: Step) -> None:
         clock = self.p.clock
@@ -663,6 +745,7 @@ class _Run:
 
     # -- endings -------------------------------------------------------------------------------------------
     def rollback_and_end(self, outcome: Outcome, reason: str, verdict: Verdict | None = None) -> RunRecord:
+        self.guard.stop()
         self.emit(ReleaseEvent("rollback", {"reason": reason, "to": self.stable}))
         try:
             self._rollback_once_more_on_interrupt()
@@ -673,13 +756,18 @@ class _Run:
                             hint=f"details: promoter history --env {self.env}")
 
     def _rollback_once_more_on_interrupt(self) -> None:
-        try:
-            self._rollback()
-        except KeyboardInterrupt:
-            self._rollback()  # a second Ctrl-C during the rollback must not leave the canary serving
+        """Roll back to stable; an interrupt that still reaches the rollback only makes it start over."""
+        self.guard.stop()
+        while True:
+            try:
+                self._rollback()
+                return
+            except KeyboardInterrupt:
+                continue
 
     def _rollback(self) -> None:
         current = self.p.router.read()
+        self._adopt_pending(current)
         if current.version == self.stable and not current.weights:
             self.last_set = current
             return
@@ -698,6 +786,7 @@ class _Run:
                              hint=f"move the alias by hand: {command}")
 
     def foreign_change(self, foreign: _Foreign) -> RunRecord:
+        self.guard.stop()
         found = foreign.found
         try:
             found = self.p.router.read()
@@ -719,9 +808,12 @@ class _Run:
         )
 
     def interrupted(self) -> RunRecord:
+        self.guard.stop()
         if self.s.on_interrupt == "hold":
             try:
-                where = self.p.router.read().describe()
+                current = self.p.router.read()
+                self._adopt_pending(current)
+                where = current.describe()
             except PromoterError as exc:
                 where = (f"{self.last_set.describe()} as last set" if self.last_set else "an unknown state") + \
                     f" (reading it failed: {exc})"
@@ -773,7 +865,9 @@ def resume(settings: DeploySettings, ports: Ports, observer: Observer | None = N
     emit = observer or _silent
     env = settings.env
     ports.guard_account(env)
-    with ports.ledger.lock(env, purpose="resume", wait_seconds=settings.lock_wait, clock=ports.clock):
+    guard = InterruptGuard()
+    with guard.installed(), ports.ledger.lock(env, purpose="resume", wait_seconds=settings.lock_wait,
+                                              clock=ports.clock):
         run = unfinished_run(ports.ledger, env)
         if run is None:
             raise RefusedError(f"no interrupted deploy in {env} to resume", hint=f"see promoter history --env {env}")
@@ -791,7 +885,7 @@ def resume(settings: DeploySettings, ports: Ports, observer: Observer | None = N
             steps = tuple(Step(s.weight, s.bake_seconds if s.weight == 100 else settings.bake_seconds) for s in steps)
         weight = _weight_of(current, candidate)
         remaining = tuple(s for s in steps if s.weight >= weight) or (Step(100, 0),)
-        r = _Run(replace(settings, on_interrupt=settings.on_interrupt), ports, emit, run["run_id"])
+        r = _Run(replace(settings, on_interrupt=settings.on_interrupt), ports, emit, run["run_id"], guard)
         r.stable, r.candidate = stable, candidate
         r.interval = float(settings.analysis_interval or run.get("analysis_interval") or
                            settings.plan.canary.analysis_interval_seconds)
@@ -808,14 +902,15 @@ def abort(plan: Plan, env: str, ports: Ports, *, lock_wait: float = 0, observer:
     """Roll an interrupted run back to its recorded stable version."""
     emit = observer or _silent
     ports.guard_account(env)
-    with ports.ledger.lock(env, purpose="abort", wait_seconds=lock_wait, clock=ports.clock):
+    guard = InterruptGuard()
+    with guard.installed(), ports.ledger.lock(env, purpose="abort", wait_seconds=lock_wait, clock=ports.clock):
         run = unfinished_run(ports.ledger, env)
         if run is None:
             raise RefusedError(f"no interrupted deploy in {env} to abort", hint=f"see promoter history --env {env}")
         stable = str(run["stable_version"])
         candidate = _candidate_of(ports.ledger, env, run["run_id"])
         settings = DeploySettings(plan=plan, env=env)
-        r = _Run(settings, ports, emit, run["run_id"])
+        r = _Run(settings, ports, emit, run["run_id"], guard)
         r.stable, r.candidate = stable, candidate or stable
         r.record.stable_version, r.record.candidate_version = stable, candidate
         current = ports.router.read()

@@ -372,6 +372,25 @@ def manual_rollback_command(function: str, alias: str, version: str, region: str
             f"--routing-config AdditionalVersionWeights={{}}{region_opt}")
 
 
+SETTLE_SECONDS = 10.0
+
+
+def read_if_applied(router: AliasRouter, clock: Clock, wanted: AliasState) -> AliasState | None:
+    """After a failed or ambiguous UpdateAlias: the alias as read now when it is exactly the routing that was asked
+    for (the change was applied and its reply lost, or the SDK's retry of it met its own RevisionId), else None.
+    A failing read is retried on ``clock`` for up to ``SETTLE_SECONDS``."""
+    deadline = clock.now() + SETTLE_SECONDS
+    while True:
+        try:
+            found = router.read()
+        except AwsError:
+            if clock.now() >= deadline:
+                return None
+            clock.sleep(1.0)
+            continue
+        return found if found.same_routing(wanted) else None
+
+
 # -- artifact ------------------------------------------------------------------------------------------------
 def prepare_artifact(settings: DeploySettings, progress: Callable[[str], None]) -> PreparedArtifact:
     from promoter.engine.build import build, resolve_release, source_root
@@ -663,7 +682,13 @@ class _Run:
             self.log("alias-intent", step=step, before=current.to_dict(), after={"version": version,
                                                                                  "weights": weights})
             self.pending = (step, current, wanted)
-        after = self.p.router.set(version, weights, current.revision)
+        try:
+            after = self.p.router.set(version, weights, current.revision)
+        except AwsError as exc:
+            found = self._read_after_failure(exc)
+            if found is None:
+                raise
+            return self._changed(found, settled=f"the reply was lost ({exc}); the alias reads the state asked for")
         return self._changed(after)
 
     def _changed(self, after: AliasState, **note: Any) -> AliasState:
@@ -679,22 +704,9 @@ class _Run:
         return after
 
     def _read_after_failure(self, exc: AwsError) -> AliasState | None:
-        """After a failed or ambiguous UpdateAlias, the alias as read now when it is exactly what this run asked
-        for (the change was applied and its reply lost, or the SDK's retry of it met its own RevisionId); else
-        None. Reads are retried on the run's clock within a short deadline."""
         if self.pending is None:
             return None
-        wanted = self.pending[2]
-        deadline = self.p.clock.now() + 10
-        while True:
-            try:
-                found = self.p.router.read()
-            except AwsError:
-                if self.p.clock.now() >= deadline:
-                    return None
-                self.p.clock.sleep(1.0)
-                continue
-            return found if found.same_routing(wanted) else None
+        return read_if_applied(self.p.router, self.p.clock, self.pending[2])
 
     def _adopt_pending(self, current: AliasState) -> bool:
         """True (and the change recorded) when ``current`` is the change this run asked for and never saw done."""
@@ -1002,7 +1014,9 @@ def rollback_to(settings: RollbackSettings, ports: Ports, observer: Observer | N
     ports.guard_account(env)
     run_id = new_run_id()
     record = RunRecord(run_id=run_id, env=env, kind="rollback")
-    with ports.ledger.lock(env, purpose="rollback", run_id=run_id, wait_seconds=settings.lock_wait, clock=ports.clock):
+    guard = InterruptGuard()
+    with guard.installed(), ports.ledger.lock(env, purpose="rollback", run_id=run_id,
+                                              wait_seconds=settings.lock_wait, clock=ports.clock):
         versions = ports.functions.list_versions()
         current = ports.router.read()
         target = resolve_target(settings.to, versions, current.version, ports.ledger, env)
@@ -1023,10 +1037,19 @@ def rollback_to(settings: RollbackSettings, ports: Ports, observer: Observer | N
             ports.ledger.append(env, "run-end", run_id=run_id, outcome="succeeded", reason=record.reason,
                                 alias=current.to_dict())
             return record
+        guard.stop()  # from the intent on, the change and its record are not interruptible
         ports.ledger.append(env, "alias-intent", run_id=run_id, step="rollback", before=current.to_dict(),
                             after={"version": target, "weights": {}})
+        settled: dict[str, str] = {}
         try:
-            after = ports.router.set(target, {}, current.revision)
+            try:
+                after = ports.router.set(target, {}, current.revision)
+            except AwsError as exc:
+                found = read_if_applied(ports.router, ports.clock, AliasState(target, {}))
+                if found is None:
+                    raise
+                after = found
+                settled["settled"] = f"the reply was lost ({exc}); the alias reads the state asked for"
             check = ports.router.read()
         except PromoterError as exc:
             command = manual_rollback_command(ports.function, ports.alias, target, ports.region)
@@ -1036,7 +1059,7 @@ def rollback_to(settings: RollbackSettings, ports: Ports, observer: Observer | N
                 raise RollbackFailed(f"rollback to version {target} refused: the alias changed since it was read",
                                      hint="inspect with promoter status and retry") from None
             raise RollbackFailed(f"rollback to version {target} failed: {exc}", hint=f"by hand: {command}") from None
-        change = {"step": "rollback", "before": current.to_dict(), "after": after.to_dict()}
+        change = {"step": "rollback", "before": current.to_dict(), "after": after.to_dict(), **settled}
         record.alias_changes.append(change)
         ports.ledger.append(env, "alias-change", run_id=run_id, **change)
         emit(ReleaseEvent("shift", {"step": "rollback", "alias": after.to_dict(), "weight": 100}))

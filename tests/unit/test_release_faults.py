@@ -16,7 +16,9 @@ from test_release_unit import ENV, kinds, world  # noqa: F401  (world is a fixtu
 
 from promoter.engine import release
 from promoter.errors import (
+    AwsError,
     Interrupted,
+    PreconditionFailed,
     ReleaseFailed,
 )
 
@@ -121,3 +123,74 @@ def test_interrupts_raised_inside_the_rollback_are_retried_until_it_is_done(worl
     assert world.router.read().version == "1" and world.router.read().weights == {}
     end = _complete(world.ledger)
     assert end["outcome"] == "rolled-back"
+
+
+# -- lost replies ------------------------------------------------------------------------------------------------
+def _lose_reply(world, *, when, error):  # noqa: F811
+    """The UpdateAlias matching ``when(version, weights)`` is applied, and then its caller gets ``error`` (what the
+    SDK reports when the reply was lost and its retry, with the same RevisionId, met a 412 or timed out)."""
+    original = world.router.set
+    lost = {"n": 0}
+
+    def set_then_lose(version, weights, revision):
+        result = original(version, weights, revision)
+        if when(version, weights) and not lost["n"]:
+            lost["n"] += 1
+            raise error
+        return result
+
+    world.router.set = set_then_lose
+    return lost
+
+
+@pytest.mark.parametrize("error", [
+    PreconditionFailed("update alias: the resource changed since it was read (PreconditionFailedException)"),
+    AwsError("update alias: endpoint unreachable: Read timeout", code="EndpointUnreachable"),
+])
+def test_a_lost_reply_to_a_shift_is_recognised_as_ours_and_the_run_carries_on(world, error):  # noqa: F811
+    lost = _lose_reply(world, when=lambda v, w: w == {"2": 0.5}, error=error)
+    record = release.deploy(world.settings, world.ports)
+    assert lost["n"] == 1
+    assert record.outcome == "succeeded"
+    assert world.router.read().version == "2" and world.router.read().weights == {}
+    end = _complete(world.ledger)
+    assert end["outcome"] == "succeeded"
+    settled = [c for c in kinds(world.ledger, "alias-change") if c.get("settled")]
+    assert [c["step"] for c in settled] == [50] and settled[0]["after"]["weights"] == {"2": 0.5}
+
+
+def test_a_lost_reply_to_the_rollback_is_a_clean_rollback(world):  # noqa: F811
+    world.metrics.canary_error_rate = 0.3
+    _lose_reply(world, when=lambda v, w: v == "1" and not w,
+                error=AwsError("update alias: ServiceException: 500", code="ServiceException"))
+    with pytest.raises(ReleaseFailed) as info:
+        release.deploy(world.settings, world.ports)
+    assert info.value.exit_code == 3
+    assert world.router.read().version == "1" and world.router.read().weights == {}
+    assert _complete(world.ledger)["outcome"] == "rolled-back"
+
+
+def test_a_lost_reply_to_rollback_to_is_a_success(world):  # noqa: F811
+    release.deploy(world.settings, world.ports)
+    _lose_reply(world, when=lambda v, w: v == "1", error=PreconditionFailed("update alias: changed (412)"))
+    record = release.rollback_to(release.RollbackSettings(plan=world.plan, env=ENV, to="v1.0.0"), world.ports)
+    assert record.outcome == "succeeded" and world.router.read().version == "1"
+    end = kinds(world.ledger, "run-end")[-1]
+    assert end["outcome"] == "succeeded"
+    assert kinds(world.ledger, "alias-change")[-1]["settled"]
+
+
+def test_a_failed_shift_that_did_not_apply_still_rolls_back(world):  # noqa: F811
+    # GIVEN the 50 % update fails outright (nothing applied)
+    original = world.router.set
+
+    def failing(version, weights, revision):
+        if weights == {"2": 0.5}:
+            raise AwsError("update alias: ServiceException: 500", code="ServiceException")
+        return original(version, weights, revision)
+
+    world.router.set = failing
+    with pytest.raises(ReleaseFailed):
+        release.deploy(world.settings, world.ports)
+    assert world.router.read().version == "1" and world.router.read().weights == {}
+    assert kinds(world.ledger, "run-end")[-1]["outcome"] == "rolled-back"

@@ -127,11 +127,11 @@ class CanaryStep(_Strict):
 class Canary(_Strict):
     steps: list[CanaryStep] = Field(min_length=1)
     analysis_interval_seconds: int = Field(60, ge=1)
-    min_invocations: int = Field(50, ge=1)
-    max_extension_seconds: int = Field(900, ge=0)
+    min_invocations: int = Field(50, ge=1, le=100_000)
+    max_extension_seconds: int = Field(900, ge=0, le=3600)
     on_inconclusive: Literal["fail", "pass"] = "fail"
     compare_to_stable: bool = True
-    relative_tolerance_pct: float = Field(1.0, ge=0)
+    relative_tolerance_pct: float = Field(1.0, ge=0, le=10)
 
     @model_validator(mode="after")
     def _ascending_to_100(self) -> Canary:
@@ -153,10 +153,10 @@ class Metrics(_Strict):
 
 
 class RollbackThresholds(_Strict):
-    error_rate_pct: float = Field(gt=0, le=100)
-    p95_duration_ms: float = Field(gt=0)
-    throttles_per_minute: float = Field(ge=0)
-    dlq_messages: int = Field(ge=0)
+    error_rate_pct: float = Field(gt=0, le=50)
+    p95_duration_ms: float = Field(gt=0, le=900_000)
+    throttles_per_minute: float = Field(ge=0, le=600)
+    dlq_messages: int = Field(ge=0, le=1000)
 
 
 class Sla(_Strict):
@@ -291,6 +291,17 @@ class Plan(_Strict):
             problems.append("alarms: alarm ids must be unique")
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _thresholds_can_fail(self) -> Plan:
+        """A rollback trigger the service can never reach is a check switched off: refuse it."""
+        timeout_ms = self.service.timeout_seconds * 1000
+        if self.rollback_thresholds.p95_duration_ms >= timeout_ms:
+            raise ValueError(
+                f"rollback_thresholds.p95_duration_ms: {self.rollback_thresholds.p95_duration_ms:g} ms can never be "
+                f"exceeded: service.timeout_seconds stops every invocation at {timeout_ms} ms, set it below the timeout"
+            )
         return self
 
     def environment(self, env: str) -> Environment:

@@ -46,3 +46,29 @@ def test_duplicate_keys_are_found_at_any_depth_and_in_lists():
                             f"{_line(text, 'plan_version')})") for p in problems), problems
     assert any(f"canary.steps.1.weight: duplicate key (first at line {_line(text, '- weight: 50')})" in p
                for p in problems), problems
+
+
+@pytest.mark.parametrize(("old", "new", "field"), [
+    ("relative_tolerance_pct: 1.0 ", "relative_tolerance_pct: 1000 ", "canary.relative_tolerance_pct"),
+    ("  error_rate_pct: 5.0 ", "  error_rate_pct: 100 ", "rollback_thresholds.error_rate_pct"),
+    ("throttles_per_minute: 10 ", "throttles_per_minute: 1000000 ", "rollback_thresholds.throttles_per_minute"),
+    ("dlq_messages: 0 ", "dlq_messages: 1000000 ", "rollback_thresholds.dlq_messages"),
+    ("min_invocations: 50 ", "min_invocations: 100000000 ", "canary.min_invocations"),
+    ("max_extension_seconds: 900 ", "max_extension_seconds: 86400 ", "canary.max_extension_seconds"),
+])
+def test_a_threshold_out_of_its_sane_range_is_refused(old, new, field):
+    text = TEXT.replace(old, new, 1)
+    assert text != TEXT
+    problems = problems_of(text)
+    assert len(problems) == 1 and f": {field}: " in problems[0], problems
+    assert problems[0].startswith(f"line {_line(text, new.strip())}: ")
+
+
+def test_a_p95_threshold_the_function_timeout_never_lets_it_reach_is_refused():
+    # the service times out at 10 s, so no invocation lasts longer: a p95 trigger at 10 s or more can never fire
+    text = TEXT.replace("p95_duration_ms: 2000 ", "p95_duration_ms: 10000 ", 1)
+    problems = problems_of(text)
+    assert problems == [f"line {_line(text, 'p95_duration_ms: 10000')}: rollback_thresholds.p95_duration_ms: "
+                        "10000 ms can never be exceeded: service.timeout_seconds stops every invocation at 10000 ms, "
+                        "set it below the timeout"]
+

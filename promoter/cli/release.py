@@ -142,7 +142,12 @@ def _ports(app: App, env: str):
 
 def deploy(
     env: EnvOpt = None,
-    canary: Annotated[bool, typer.Option("--canary", help="Shift by the plan's canary steps.")] = False,
+    canary: Annotated[bool, typer.Option(
+        "--canary", help="Shift by the plan's canary steps (default where its strategy is canary).")] = False,
+    all_at_once: Annotated[str | None, typer.Option(
+        "--all-at-once", metavar="REASON",
+        help="Shift straight to 100 % where the plan says canary; the reason is recorded. Refused where the plan "
+        "requires the canary.")] = None,
     release_tag: Annotated[str | None, typer.Option("--release", help="Release tag. Default: HEAD's tag.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan with read-only calls; change nothing.")] = False,
     yes: YesOpt = False,
@@ -188,11 +193,14 @@ def deploy(
         plan=app.plan, env=env_name, release=release_tag, canary=canary, dry_run=dry_run, bake_seconds=bake,
         analysis_interval=analysis_interval, artifact=artifact, target=target, env_vars=_parse_env_vars(env_var),
         on_interrupt=on_interrupt, resume=resume, lock_wait=lock_wait, allow_untagged=allow_untagged, out_dir=out,
+        all_at_once_reason=all_at_once,
     )
+    release.check_strategy(settings)
     ports = _ports(app, env_name)
     if not dry_run:
         names = app.plan.names(env_name)
-        steps = release.plan_steps(app.plan, env_name, canary=canary, bake_seconds=bake)
+        steps = release.plan_steps(app.plan, env_name, canary=canary, bake_seconds=bake,
+                                   all_at_once=all_at_once is not None)
         asking = app.plan.environment(env_name).confirm and not yes and sys.stdin.isatty()
         if asking:
             ports.guard_account(env_name)  # never ask about an account the credentials do not reach

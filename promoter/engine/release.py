@@ -184,6 +184,7 @@ class DeploySettings:
     target: str | None = None  # build target; default: the environment's build_target
     env_vars: dict[str, str] = field(default_factory=dict)
     on_interrupt: Literal["rollback", "hold"] = "rollback"
+    all_at_once_reason: str | None = None  # shift straight to 100 % where the plan says canary (recorded)
     resume: bool = False
     lock_wait: float = 0
     allow_untagged: bool = False
@@ -338,8 +339,9 @@ class _Foreign(Exception):
 
 
 # -- step layout (pure) ----------------------------------------------------------------------------------------
-def plan_steps(plan: Plan, env: str, *, canary: bool, bake_seconds: float | None) -> tuple[Step, ...]:
-    if not plan.uses_canary(env, canary):
+def plan_steps(plan: Plan, env: str, *, canary: bool, bake_seconds: float | None,
+               all_at_once: bool = False) -> tuple[Step, ...]:
+    if not plan.uses_canary(env, canary, all_at_once=all_at_once):
         return (Step(100, 0),)
     steps = []
     for s in plan.canary.steps:
@@ -458,7 +460,8 @@ def plan_deploy(settings: DeploySettings, ports: Ports, artifact: PreparedArtifa
             reuse = version.version
             break
     interval = settings.analysis_interval or plan.canary.analysis_interval_seconds
-    steps = plan_steps(plan, env, canary=settings.canary, bake_seconds=settings.bake_seconds)
+    steps = plan_steps(plan, env, canary=settings.canary, bake_seconds=settings.bake_seconds,
+                       all_at_once=settings.all_at_once_reason is not None)
     return DeployPlan(
         env=env, function=ports.function, alias=ports.alias, stable=alias.version, artifact=artifact,
         reuse_version=reuse, environment=environment,
@@ -466,6 +469,27 @@ def plan_deploy(settings: DeploySettings, ports: Ports, artifact: PreparedArtifa
         set_environment=reuse is None and latest_env != environment,
         steps=steps, analysis_interval=float(interval), noop=reuse is not None and reuse == alias.version,
     )
+
+
+def check_strategy(settings: DeploySettings) -> None:
+    """Flags may make the plan's strategy stricter; relaxing it takes a reason, and never where it is required."""
+    reason = settings.all_at_once_reason
+    if reason is None:
+        return
+    if not reason.strip():
+        raise UsageError("--all-at-once needs a reason, which is recorded with the run")
+    if settings.canary:
+        raise UsageError("--canary and --all-at-once contradict each other; choose one")
+    if settings.plan.environment(settings.env).strategy.canary_required:
+        raise RefusedError(f"{settings.env} requires the canary (strategy.canary_required: true); an all-at-once "
+                           "deploy is refused", hint=f"deploy with the plan's canary steps: promoter deploy --env "
+                           f"{settings.env}")
+
+
+def _strategy_record(settings: DeploySettings, steps: tuple[Step, ...]) -> dict[str, Any]:
+    return {"mode": "canary" if len(steps) > 1 else "all-at-once",
+            "plan_mode": settings.plan.environment(settings.env).strategy.mode,
+            "override": settings.all_at_once_reason}
 
 
 def _refuse_chaos(settings: DeploySettings) -> None:
@@ -484,6 +508,7 @@ def deploy(settings: DeploySettings, ports: Ports, observer: Observer | None = N
     ports.guard_account(settings.env)
     if settings.resume:
         return resume(settings, ports, observer)
+    check_strategy(settings)
     _refuse_chaos(settings)
     if settings.dry_run:
         artifact = prepare_artifact(settings, lambda m: emit(ReleaseEvent("progress", {"message": m})))
@@ -564,7 +589,7 @@ class _Run:
                  artifact=dp.artifact.to_dict(), plan_id=self.s.plan.id, function=dp.function, alias=dp.alias,
                  steps=[s.to_dict() for s in dp.steps], analysis_interval=dp.analysis_interval,
                  env_vars=self.s.env_vars, allow_untagged=self.s.allow_untagged, on_interrupt=self.s.on_interrupt,
-                 reuse_version=dp.reuse_version)
+                 reuse_version=dp.reuse_version, strategy=_strategy_record(self.s, dp.steps))
         if dp.noop:
             self.candidate = dp.reuse_version or dp.stable
             self.record.candidate_version = self.candidate

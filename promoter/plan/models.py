@@ -319,6 +319,10 @@ class Plan(_Strict):
         alarms = {a.id: a.name.replace("{env}", env) for a in self.alarms}
         return ResolvedNames(env=env, alarms=alarms, **fields)
 
-    def uses_canary(self, env: str, requested: bool = False) -> bool:
+    def uses_canary(self, env: str, requested: bool = False, *, all_at_once: bool = False) -> bool:
+        """The environment's strategy is the default; ``requested`` (``--canary``) can only make it stricter, and
+        ``all_at_once`` (a recorded override) relaxes it, except where the canary is required."""
         strategy = self.environment(env).strategy
-        return requested or strategy.canary_required
+        if requested or strategy.canary_required:
+            return True
+        return strategy.mode == "canary" and not all_at_once

@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 from test_release_unit import ENV, kinds, world  # noqa: F401  (world is a fixture)
@@ -19,7 +20,9 @@ from promoter.errors import (
     AwsError,
     Interrupted,
     PreconditionFailed,
+    RefusedError,
     ReleaseFailed,
+    UsageError,
 )
 
 
@@ -194,3 +197,40 @@ def test_a_failed_shift_that_did_not_apply_still_rolls_back(world):  # noqa: F81
         release.deploy(world.settings, world.ports)
     assert world.router.read().version == "1" and world.router.read().weights == {}
     assert kinds(world.ledger, "run-end")[-1]["outcome"] == "rolled-back"
+
+
+# -- the plan's strategy -----------------------------------------------------------------------------------------
+def test_the_plans_canary_strategy_is_the_default_without_the_flag(world):  # noqa: F811
+    # GIVEN sit's strategy is mode: canary WHEN deploying without --canary THEN it goes 10 -> 50 -> 100 with analysis
+    assert world.plan.environment(ENV).strategy.mode == "canary"
+    record = release.deploy(replace(world.settings, canary=False), world.ports)
+    assert record.outcome == "succeeded"
+    assert world.router.sets == [("1", {"2": 0.1}), ("1", {"2": 0.5}), ("2", {})]
+    assert kinds(world.ledger, "verdict")
+
+
+def test_the_plans_canary_strategy_fails_a_bad_release_without_the_flag(world):  # noqa: F811
+    world.metrics.canary_error_rate = 0.3
+    with pytest.raises(ReleaseFailed):
+        release.deploy(replace(world.settings, canary=False), world.ports)
+    assert world.router.read().version == "1" and world.router.read().weights == {}
+
+
+def test_all_at_once_where_the_plan_says_canary_needs_a_recorded_reason(world):  # noqa: F811
+    settings = replace(world.settings, canary=False, all_at_once_reason="hotfix INC-42, approved by the lead")
+    record = release.deploy(settings, world.ports)
+    assert record.outcome == "succeeded" and world.router.sets == [("2", {})]
+    start = kinds(world.ledger, "run-start")[-1]
+    assert start["strategy"] == {"mode": "all-at-once", "plan_mode": "canary",
+                                 "override": "hotfix INC-42, approved by the lead"}
+
+
+def test_all_at_once_is_refused_where_the_plan_requires_the_canary(world):  # noqa: F811
+    settings = replace(world.settings, env="prod", canary=False, all_at_once_reason="in a hurry")
+    with pytest.raises(RefusedError, match="prod requires the canary"):
+        release.deploy(settings, world.ports)
+    assert world.router.sets == [] and world.functions.uploads == 0
+    with pytest.raises(UsageError, match="reason"):
+        release.deploy(replace(world.settings, all_at_once_reason="   "), world.ports)
+    with pytest.raises(UsageError, match="--canary"):
+        release.deploy(replace(world.settings, canary=True, all_at_once_reason="x"), world.ports)

@@ -366,20 +366,23 @@ lock_app = typer.Typer(help="The per-environment lock.", no_args_is_help=True, p
 @lock_app.command("break")
 def lock_break(
     env: EnvOpt = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Break it even though its holder still runs on this host (recorded; that run stops at its "
+        "next alias change).")] = False,
     plan: PlanOpt = None,
     ledger_dir: LedgerOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Break a stale lock (a run that died holding it). Recorded in the ledger."""
     app = App(plan_path=plan, env_name=env, ledger_dir=ledger_dir, json_output=json_output)
-    holder = app.ledger().break_lock(app.env)
+    holder = app.ledger().break_lock(app.env, force=force)
     if json_output:
         print_json({"env": app.env, "broken": holder})
         return
     if holder is None:
         typer.echo(f"{app.env}: no lock held")
     else:
-        alive = "" if holder.get("stale") else " (its process may still be running)"
+        alive = "" if holder.get("stale") else " (it may still be running; it stops at its next alias change)"
         typer.echo(f"{app.env}: broke the lock of {holder.get('who')} since {holder.get('since')}{alive}")
 
 

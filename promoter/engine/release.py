@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import os
 import re
 import signal
 import threading
@@ -52,6 +53,7 @@ from promoter.engine.smoke_requests import PRETRAFFIC_CLAIMS, SmokeResult, run_s
 from promoter.errors import (
     AwsError,
     Interrupted,
+    LockLost,
     PreconditionFailed,
     PromoterError,
     RefusedError,
@@ -522,13 +524,13 @@ def deploy(settings: DeploySettings, ports: Ports, observer: Observer | None = N
     run_id = new_run_id()
     guard = InterruptGuard()
     with guard.installed(), ports.ledger.lock(settings.env, purpose="deploy", run_id=run_id,
-                                              wait_seconds=settings.lock_wait, clock=ports.clock):
+                                              wait_seconds=settings.lock_wait, clock=ports.clock) as lock:
         artifact = prepare_artifact(settings, lambda m: emit(ReleaseEvent("progress", {"message": m})))
         refuse_missing_gates(settings.plan, settings.env, artifact.release,
                              ports.ledger.records(settings.env, kind="approval"))
         deploy_plan = plan_deploy(settings, ports, artifact)
         emit(ReleaseEvent("planned", deploy_plan.to_dict()))
-        run = _Run(settings, ports, emit, run_id, guard)
+        run = _Run(settings, ports, emit, run_id, guard, lock)
         return run.start(deploy_plan)
 
 
@@ -536,7 +538,7 @@ class _Run:
     """One run's state machine: publish, gate, shift and bake, end. Every transition is in the ledger."""
 
     def __init__(self, settings: DeploySettings, ports: Ports, emit: Observer, run_id: str,
-                 guard: InterruptGuard | None = None) -> None:
+                 guard: InterruptGuard | None = None, lock: dict[str, Any] | None = None) -> None:
         self.s = settings
         self.p = ports
         self.emit = emit
@@ -551,6 +553,7 @@ class _Run:
         self.preexisting_alarms: tuple[str, ...] = ()
         self.interval = 60.0
         self.guard = guard or InterruptGuard()
+        self.lock_token: str | None = (lock or {}).get("token")
 
     # -- ledger helpers ----------------------------------------------------------------------------------
     def log(self, kind: str, **data: Any) -> None:
@@ -674,6 +677,8 @@ class _Run:
                 self.shift_to(step.weight)
                 if step.bake_seconds > 0:
                     self.bake(step)
+        except LockLost:
+            raise
         except _Stop as stop:
             return self.rollback_and_end("rolled-back", stop.reason, stop.verdict)
         except _Foreign as foreign:
@@ -700,7 +705,25 @@ class _Run:
         version, weights = routing_for(self.stable, self.candidate, weight)
         return self._change(current, version, weights, step=weight)
 
+    def _check_lock(self, current: AliasState) -> None:
+        """Before any alias change: stop, without touching the alias, when the lock is no longer this run's."""
+        if self.lock_token is None or self.p.ledger.holds(self.env, self.lock_token):
+            return
+        holder = self.p.ledger.lock_holder(self.env)
+        broken = self.p.ledger.records(self.env, kind="lock-broken")
+        by = broken[-1].get("by") if broken else "someone"
+        self.log("lock-lost", alias=current.to_dict(), holder=holder, pid=os.getpid(),
+                 reason=f"the lock was broken by {by} while this run held it")
+        raise LockLost(
+            f"the lock of {self.env} was broken by {by} while run {self.record.run_id} held it; the run stopped "
+            f"without touching the alias, which is at {current.describe()}",
+            hint=f"the run is unfinished: whoever holds the lock now continues it with promoter deploy --env "
+            f"{self.env} --resume or rolls it back with promoter abort --env {self.env}; see promoter status --env "
+            f"{self.env}",
+        )
+
     def _change(self, current: AliasState, version: str, weights: dict[str, float], *, step: int | str) -> AliasState:
+        self._check_lock(current)
         wanted = AliasState(version, dict(weights))
         if self.pending is None or self.pending[0] != step or not self.pending[2].same_routing(wanted):
             # a retried change (the same step, asked again after an interrupt) keeps its first intent
@@ -816,6 +839,8 @@ class _Run:
             raise RollbackFailed(f"after the rollback the alias shows {check.describe()}")
 
     def _rollback_failed(self, reason: str, exc: BaseException) -> RunRecord:
+        if isinstance(exc, LockLost):
+            raise exc
         command = manual_rollback_command(self.p.function, self.p.alias, self.stable, self.p.region)
         detail = exc.detail if isinstance(exc, _Foreign) else str(exc)
         self.end("rollback-failed", f"{reason}; rollback failed: {detail}", manual_command=command)
@@ -904,7 +929,7 @@ def resume(settings: DeploySettings, ports: Ports, observer: Observer | None = N
     ports.guard_account(env)
     guard = InterruptGuard()
     with guard.installed(), ports.ledger.lock(env, purpose="resume", wait_seconds=settings.lock_wait,
-                                              clock=ports.clock):
+                                              clock=ports.clock) as lock:
         run = unfinished_run(ports.ledger, env)
         if run is None:
             raise RefusedError(f"no interrupted deploy in {env} to resume", hint=f"see promoter history --env {env}")
@@ -922,7 +947,7 @@ def resume(settings: DeploySettings, ports: Ports, observer: Observer | None = N
             steps = tuple(Step(s.weight, s.bake_seconds if s.weight == 100 else settings.bake_seconds) for s in steps)
         weight = _weight_of(current, candidate)
         remaining = tuple(s for s in steps if s.weight >= weight) or (Step(100, 0),)
-        r = _Run(replace(settings, on_interrupt=settings.on_interrupt), ports, emit, run["run_id"], guard)
+        r = _Run(replace(settings, on_interrupt=settings.on_interrupt), ports, emit, run["run_id"], guard, lock)
         r.stable, r.candidate = stable, candidate
         r.interval = float(settings.analysis_interval or run.get("analysis_interval") or
                            settings.plan.canary.analysis_interval_seconds)
@@ -940,14 +965,15 @@ def abort(plan: Plan, env: str, ports: Ports, *, lock_wait: float = 0, observer:
     emit = observer or _silent
     ports.guard_account(env)
     guard = InterruptGuard()
-    with guard.installed(), ports.ledger.lock(env, purpose="abort", wait_seconds=lock_wait, clock=ports.clock):
+    with guard.installed(), ports.ledger.lock(env, purpose="abort", wait_seconds=lock_wait,
+                                              clock=ports.clock) as lock:
         run = unfinished_run(ports.ledger, env)
         if run is None:
             raise RefusedError(f"no interrupted deploy in {env} to abort", hint=f"see promoter history --env {env}")
         stable = str(run["stable_version"])
         candidate = _candidate_of(ports.ledger, env, run["run_id"])
         settings = DeploySettings(plan=plan, env=env)
-        r = _Run(settings, ports, emit, run["run_id"], guard)
+        r = _Run(settings, ports, emit, run["run_id"], guard, lock)
         r.stable, r.candidate = stable, candidate or stable
         r.record.stable_version, r.record.candidate_version = stable, candidate
         current = ports.router.read()
@@ -1041,7 +1067,7 @@ def rollback_to(settings: RollbackSettings, ports: Ports, observer: Observer | N
     record = RunRecord(run_id=run_id, env=env, kind="rollback")
     guard = InterruptGuard()
     with guard.installed(), ports.ledger.lock(env, purpose="rollback", run_id=run_id,
-                                              wait_seconds=settings.lock_wait, clock=ports.clock):
+                                              wait_seconds=settings.lock_wait, clock=ports.clock) as lock:
         versions = ports.functions.list_versions()
         current = ports.router.read()
         target = resolve_target(settings.to, versions, current.version, ports.ledger, env)
@@ -1062,6 +1088,11 @@ def rollback_to(settings: RollbackSettings, ports: Ports, observer: Observer | N
             ports.ledger.append(env, "run-end", run_id=run_id, outcome="succeeded", reason=record.reason,
                                 alias=current.to_dict())
             return record
+        if not ports.ledger.holds(env, lock["token"]):
+            ports.ledger.append(env, "run-end", run_id=run_id, outcome="refused", alias=current.to_dict(),
+                                reason="the lock was broken before the alias change; the alias was not touched")
+            raise LockLost(f"the lock of {env} was broken before the rollback moved the alias; nothing changed",
+                           hint=f"see promoter status --env {env}")
         guard.stop()  # from the intent on, the change and its record are not interruptible
         ports.ledger.append(env, "alias-intent", run_id=run_id, step="rollback", before=current.to_dict(),
                             after={"version": target, "weights": {}})

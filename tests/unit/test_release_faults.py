@@ -19,6 +19,7 @@ from promoter.engine import release
 from promoter.errors import (
     AwsError,
     Interrupted,
+    LockLost,
     PreconditionFailed,
     RefusedError,
     ReleaseFailed,
@@ -234,3 +235,44 @@ def test_all_at_once_is_refused_where_the_plan_requires_the_canary(world):  # no
         release.deploy(replace(world.settings, all_at_once_reason="   "), world.ports)
     with pytest.raises(UsageError, match="--canary"):
         release.deploy(replace(world.settings, canary=True, all_at_once_reason="x"), world.ports)
+
+
+# -- the lock ------------------------------------------------------------------------------------------------------
+def _break_and_take(world):  # noqa: F811
+    """Someone breaks the run's lock with --force and takes it (a second promoter)."""
+    world.ledger.break_lock(ENV, force=True)
+    taken = world.ledger.lock(ENV, purpose="deploy --resume")
+    taken.__enter__()
+    world.taken = taken
+
+
+@pytest.mark.parametrize("canary_error_rate", [0.0, 0.3])
+def test_a_run_whose_lock_was_broken_stops_without_touching_the_alias(world, canary_error_rate):  # noqa: F811
+    # GIVEN a run at 10 % whose lock is broken and taken by another promoter during the bake
+    world.metrics.canary_error_rate = canary_error_rate
+    world.metrics.rps = 20 if canary_error_rate == 0 else 0.1  # a failing verdict only after the lock is gone
+    world.clock.hooks.append((30, lambda: _break_and_take(world)))
+    if canary_error_rate:
+        world.clock.hooks.append((31, lambda: setattr(world.metrics, "rps", 20)))
+
+    # WHEN it reaches its next alias change (the 50 % shift, or the rollback of a failed verdict)
+    with pytest.raises(LockLost) as info:
+        release.deploy(world.settings, world.ports)
+
+    # THEN it stopped (exit 4) with the alias where it was, and left the run to whoever holds the lock
+    assert info.value.exit_code == 4
+    assert world.router.sets == [("1", {"2": 0.1})]
+    assert "promoter deploy --env sit --resume" in info.value.hint
+    (lost,) = kinds(world.ledger, "lock-lost")
+    assert lost["alias"]["weights"] == {"2": 0.1}
+    assert kinds(world.ledger, "run-end") == []
+    # the other promoter finishes the run (resumes the healthy one, aborts the failing one): exactly one end record
+    world.taken.__exit__(None, None, None)
+    if canary_error_rate:
+        record = release.abort(world.plan, ENV, world.ports)
+        assert world.router.read().version == "1" and world.router.read().weights == {}
+    else:
+        record = release.deploy(replace(world.settings, resume=True), world.ports)
+        assert world.router.read().version == "2"
+    assert record.run_id == lost["run_id"]
+    assert len(kinds(world.ledger, "run-end")) == 1

@@ -845,7 +845,8 @@ class _Run:
         detail = exc.detail if isinstance(exc, _Foreign) else str(exc)
         self.end("rollback-failed", f"{reason}; rollback failed: {detail}", manual_command=command)
         raise RollbackFailed(f"release failed ({reason}) and the rollback failed: {detail}",
-                             hint=f"move the alias by hand: {command}")
+                             hint=f"roll back with promoter abort --env {self.env} (recorded); if promoter cannot "
+                             f"reach the alias, by hand: {command}")
 
     def foreign_change(self, foreign: _Foreign) -> RunRecord:
         self.guard.stop()
@@ -866,7 +867,8 @@ class _Run:
                  manual_command=command)
         raise RollbackFailed(
             f"stopped: {foreign.detail}; promoter did not touch the alias after that",
-            hint=f"find out who changed it; to return to stable by hand: {command}",
+            hint=f"find out who changed it; to return to stable version {self.stable}: promoter rollback --env "
+            f"{self.env} --to {self.stable} (recorded); by hand, as a last resort: {command}",
         )
 
     def interrupted(self) -> RunRecord:
@@ -905,12 +907,18 @@ def _weight_of(state: AliasState, candidate: str) -> float:
 
 
 # -- resume and abort ----------------------------------------------------------------------------------------
-def unfinished_run(ledger: Ledger, env: str, *, include_held: bool = True) -> dict[str, Any] | None:
-    """The last deploy run without a run-end (a crash), or one ended as interrupted-hold."""
+def unfinished_run(ledger: Ledger, env: str, *, include_held: bool = True,
+                   include_failed: bool = False) -> dict[str, Any] | None:
+    """The last deploy run without a run-end (a crash, a lost lock), or one ended as interrupted-hold, or (with
+    ``include_failed``) one whose rollback failed. Refused runs changed nothing and are passed over."""
     for run in reversed(ledger.runs(env)):
+        if run.get("outcome") == "refused":
+            continue
         if run.get("kind_of_run") != "deploy":
             return None  # a later rollback supersedes any earlier unfinished deploy
-        if run.get("outcome") is None or (include_held and run.get("outcome") == "interrupted-hold"):
+        outcome = run.get("outcome")
+        if outcome is None or (include_held and outcome == "interrupted-hold") or \
+                (include_failed and outcome == "rollback-failed"):
             return run
         return None
     return None
@@ -967,9 +975,10 @@ def abort(plan: Plan, env: str, ports: Ports, *, lock_wait: float = 0, observer:
     guard = InterruptGuard()
     with guard.installed(), ports.ledger.lock(env, purpose="abort", wait_seconds=lock_wait,
                                               clock=ports.clock) as lock:
-        run = unfinished_run(ports.ledger, env)
+        run = unfinished_run(ports.ledger, env, include_failed=True)
         if run is None:
-            raise RefusedError(f"no interrupted deploy in {env} to abort", hint=f"see promoter history --env {env}")
+            raise RefusedError(f"no unfinished or failed deploy in {env} to abort",
+                               hint=f"see promoter history --env {env}")
         stable = str(run["stable_version"])
         candidate = _candidate_of(ports.ledger, env, run["run_id"])
         settings = DeploySettings(plan=plan, env=env)
@@ -1114,7 +1123,9 @@ def rollback_to(settings: RollbackSettings, ports: Ports, observer: Observer | N
             if isinstance(exc, PreconditionFailed):
                 raise RollbackFailed(f"rollback to version {target} refused: the alias changed since it was read",
                                      hint="inspect with promoter status and retry") from None
-            raise RollbackFailed(f"rollback to version {target} failed: {exc}", hint=f"by hand: {command}") from None
+            raise RollbackFailed(f"rollback to version {target} failed: {exc}",
+                                 hint=f"retry with promoter rollback --env {env} --to {target} (recorded); if promoter "
+                                 f"cannot reach the alias, by hand: {command}") from None
         change = {"step": "rollback", "before": current.to_dict(), "after": after.to_dict(), **settled}
         record.alias_changes.append(change)
         ports.ledger.append(env, "alias-change", run_id=run_id, **change)
@@ -1123,7 +1134,9 @@ def rollback_to(settings: RollbackSettings, ports: Ports, observer: Observer | N
             command = manual_rollback_command(ports.function, ports.alias, target, ports.region)
             ports.ledger.append(env, "run-end", run_id=run_id, outcome="rollback-failed",
                                 reason=f"alias reads {check.describe()} after the update", manual_command=command)
-            raise RollbackFailed(f"after the update the alias reads {check.describe()}", hint=f"by hand: {command}")
+            raise RollbackFailed(f"after the update the alias reads {check.describe()}",
+                                 hint=f"retry with promoter rollback --env {env} --to {target} (recorded); by hand, as "
+                                 f"a last resort: {command}")
         record.outcome, record.alias = "succeeded", check.to_dict()
         record.reason = f"alias {ports.alias} moved from {current.describe()} to version {target}"
         ports.ledger.append(env, "run-end", run_id=run_id, outcome="succeeded", reason=record.reason,
@@ -1152,7 +1165,7 @@ def status(plan: Plan, env: str, ports: Ports, *, runs: int = 5) -> dict[str, An
         "env": env, "function": ports.function, "alias": ports.alias, "revision": alias.revision,
         "routes": routes, "deployed_releases": deployed_tags(list(versions.values())),
         "runs": history_runs, "lock": ports.ledger.lock_holder(env),
-        "unfinished_run": (unfinished_run(ports.ledger, env) or {}).get("run_id"),
+        "unfinished_run": (unfinished_run(ports.ledger, env, include_failed=True) or {}).get("run_id"),
     }
 
 

@@ -23,6 +23,7 @@ from promoter.errors import (
     PreconditionFailed,
     RefusedError,
     ReleaseFailed,
+    RollbackFailed,
     UsageError,
 )
 
@@ -276,3 +277,28 @@ def test_a_run_whose_lock_was_broken_stops_without_touching_the_alias(world, can
         assert world.router.read().version == "2"
     assert record.run_id == lost["run_id"]
     assert len(kinds(world.ledger, "run-end")) == 1
+
+
+# -- after a failed rollback ---------------------------------------------------------------------------------------
+def test_abort_finishes_a_run_whose_rollback_failed_and_the_hint_names_it_first(world):  # noqa: F811
+    # GIVEN a failing canary whose rollback fails (the alias call to stable fails: an outage)
+    world.metrics.canary_error_rate = 0.5
+    world.router.fail_when_setting = "1"
+    with pytest.raises(RollbackFailed) as info:
+        release.deploy(world.settings, world.ports)
+    assert info.value.exit_code == 4
+    assert info.value.hint.startswith("roll back with promoter abort --env sit (recorded); ")
+    assert "aws lambda update-alias" in info.value.hint  # the last resort, after the recorded command
+    run_id = kinds(world.ledger, "run-end")[-1]["run_id"]
+    assert release.status(world.plan, ENV, world.ports)["unfinished_run"] == run_id
+    # WHEN the outage is over and the operator runs the command the hint gave
+    world.router.fail_when_setting = None
+    record = release.abort(world.plan, ENV, world.ports)
+    # THEN the same run is rolled back and closed
+    assert record.run_id == run_id and record.outcome == "aborted"
+    assert world.router.read().version == "1" and world.router.read().weights == {}
+    assert kinds(world.ledger, "run-end")[-1]["outcome"] == "aborted"
+    assert release.status(world.plan, ENV, world.ports)["unfinished_run"] is None
+    # a run that failed is not resumed as if it were healthy
+    with pytest.raises(RefusedError):
+        release.deploy(replace(world.settings, resume=True), world.ports)

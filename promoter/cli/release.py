@@ -134,6 +134,24 @@ class LiveDisplay:
             self.live.update(self._render())
 
 
+def _env_of(app: App, command: str) -> str:
+    """The command's environment; a plan that does not load is a refusal, recorded in that environment's ledger."""
+    import re
+
+    from promoter.errors import PlanError
+
+    try:
+        return app.env
+    except PlanError as exc:
+        if app.env_name and re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", app.env_name):
+            from promoter.engine.ledger import new_run_id, whoami
+
+            app.ledger().append(app.env_name, "refusal", run_id=new_run_id(), command=command, outcome="refused",
+                                reason=f"the plan did not load: {exc}", error="PlanError", hint=exc.hint,
+                                who=whoami(), release=None)
+        raise
+
+
 def _ports(app: App, env: str):
     from promoter.engine.release import Ports
 
@@ -188,7 +206,7 @@ def deploy(
         if target not in TARGETS:
             raise UsageError(f"--target {target!r}: choose one of: {', '.join(TARGETS)}")
     app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, json_output=json_output)
-    env_name = app.env
+    env_name = _env_of(app, "deploy")
     settings = release.DeploySettings(
         plan=app.plan, env=env_name, release=release_tag, canary=canary, dry_run=dry_run, bake_seconds=bake,
         analysis_interval=analysis_interval, artifact=artifact, target=target, env_vars=_parse_env_vars(env_var),
@@ -249,7 +267,7 @@ def rollback(
     _check_numbers(lock_wait=lock_wait)
 
     app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, json_output=json_output)
-    env_name = app.env
+    env_name = _env_of(app, "rollback")
     ports = _ports(app, env_name)
     if not dry_run:
         _confirm(app, env_name, [f"roll back {app.plan.names(env_name).function} in {env_name} to {to}"], yes)
@@ -354,8 +372,8 @@ def abort(
     _check_numbers(lock_wait=lock_wait)
 
     app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, json_output=json_output)
-    env_name = app.env
-    _confirm(app, env_name, [f"abort the interrupted deploy in {env_name}"], yes)
+    env_name = _env_of(app, "abort")
+    _confirm(app, env_name, [f"abort the unfinished or failed deploy in {env_name}"], yes)
     record = release.abort(app.plan, env_name, _ports(app, env_name), lock_wait=lock_wait)
     _print_record(record, json_output)
 

@@ -131,6 +131,10 @@ class Ledger:
                 run.update(outcome=record.get("outcome"), ended=record["ts"], reason=record.get("reason"))
             elif record["kind"] == "alias-change":
                 run["last_alias"] = record.get("after")
+            elif record["kind"] == "refusal":  # a command refused before it changed anything: a run of one record
+                run.update(kind_of_run=record.get("command"), outcome=record.get("outcome", "refused"),
+                           reason=record.get("reason"), release=record.get("release"), who=record.get("who"),
+                           started=record["ts"], ended=record["ts"], refusal=True)
         return list(runs.values())
 
     def warnings(self, env: str) -> list[str]:

@@ -61,6 +61,7 @@ from promoter.errors import (
     RollbackFailed,
     UsageError,
 )
+from promoter.exitcodes import ExitCode
 from promoter.plan.models import Plan
 
 Outcome = Literal["succeeded", "rolled-back", "rollback-failed", "refused", "interrupted-hold", "aborted", "dry-run"]
@@ -396,8 +397,12 @@ def read_if_applied(router: AliasRouter, clock: Clock, wanted: AliasState) -> Al
 
 
 # -- artifact ------------------------------------------------------------------------------------------------
-def prepare_artifact(settings: DeploySettings, progress: Callable[[str], None]) -> PreparedArtifact:
-    from promoter.engine.build import build, resolve_release, source_root
+def prepare_artifact(settings: DeploySettings, progress: Callable[[str], None],
+                     before_build: Callable[[str], None] = lambda _release: None) -> PreparedArtifact:
+    """The artifact to deploy; ``before_build(release)`` runs once the release is known, before any build, so
+    cheap refusals come before the expensive part."""
+    from promoter.engine import build as build_mod
+    from promoter.engine.build import resolve_release, source_root
 
     plan, env = settings.plan, settings.env
     repo = source_root()
@@ -422,12 +427,14 @@ def prepare_artifact(settings: DeploySettings, progress: Callable[[str], None]) 
             )
         if not re.match(plan.code.tag_pattern, release):
             raise RefusedError(f"release {release!r} does not match the plan's tag pattern {plan.code.tag_pattern}")
+    before_build(release)
     if data is None:
         service = plan.service
         target = settings.target or plan.environment(env).build_target
         arch = "x86_64" if service.architecture == "x86_64" else "aarch64"
-        art = build(release=release, target=target, out_dir=settings.out_dir, python_version=service.python_version,
-                    platform=f"manylinux2014_{arch}", progress=progress)
+        art = build_mod.build(release=release, target=target, out_dir=settings.out_dir,
+                              python_version=service.python_version, platform=f"manylinux2014_{arch}",
+                              progress=progress)
         return PreparedArtifact(art.path, release, art.sha256, art.code_sha256, git_sha, built)
     digest = hashlib.sha256(data).digest()
     return PreparedArtifact(str(settings.artifact), release, digest.hex(), base64.b64encode(digest).decode(),
@@ -443,9 +450,7 @@ def _release_in_zip(path: Path) -> str | None:
 
 
 # -- the planner (read-only) ---------------------------------------------------------------------------------
-def plan_deploy(settings: DeploySettings, ports: Ports, artifact: PreparedArtifact) -> DeployPlan:
-    plan, env = settings.plan, settings.env
-    _refuse_chaos(settings)
+def _refuse_mid_shift(ports: Ports, env: str) -> AliasState:
     alias = ports.router.read()
     if alias.weights:
         raise RefusedError(
@@ -453,6 +458,13 @@ def plan_deploy(settings: DeploySettings, ports: Ports, artifact: PreparedArtifa
             hint=f"continue it with `promoter deploy --env {env} --resume` or roll it back with "
             f"`promoter abort --env {env}`",
         )
+    return alias
+
+
+def plan_deploy(settings: DeploySettings, ports: Ports, artifact: PreparedArtifact) -> DeployPlan:
+    plan, env = settings.plan, settings.env
+    _refuse_chaos(settings)
+    alias = _refuse_mid_shift(ports, env)
     latest = ports.functions.get_configuration()
     latest_env = dict((latest.get("Environment") or {}).get("Variables") or {})
     environment = desired_environment(latest_env, settings.env_vars, artifact.release)
@@ -507,12 +519,12 @@ def _refuse_chaos(settings: DeploySettings) -> None:
 def deploy(settings: DeploySettings, ports: Ports, observer: Observer | None = None) -> RunRecord:
     """Run one deploy end to end; raise ReleaseFailed (rolled back), RollbackFailed, Interrupted or a refusal."""
     emit = observer or _silent
-    ports.guard_account(settings.env)
     if settings.resume:
         return resume(settings, ports, observer)
-    check_strategy(settings)
-    _refuse_chaos(settings)
     if settings.dry_run:
+        ports.guard_account(settings.env)
+        check_strategy(settings)
+        _refuse_chaos(settings)
         artifact = prepare_artifact(settings, lambda m: emit(ReleaseEvent("progress", {"message": m})))
         refuse_missing_gates(settings.plan, settings.env, artifact.release,
                              ports.ledger.records(settings.env, kind="approval"))
@@ -523,15 +535,60 @@ def deploy(settings: DeploySettings, ports: Ports, observer: Observer | None = N
                          plan=deploy_plan.to_dict(), reason="dry run: nothing changed")
     run_id = new_run_id()
     guard = InterruptGuard()
-    with guard.installed(), ports.ledger.lock(settings.env, purpose="deploy", run_id=run_id,
-                                              wait_seconds=settings.lock_wait, clock=ports.clock) as lock:
-        artifact = prepare_artifact(settings, lambda m: emit(ReleaseEvent("progress", {"message": m})))
-        refuse_missing_gates(settings.plan, settings.env, artifact.release,
-                             ports.ledger.records(settings.env, kind="approval"))
-        deploy_plan = plan_deploy(settings, ports, artifact)
-        emit(ReleaseEvent("planned", deploy_plan.to_dict()))
-        run = _Run(settings, ports, emit, run_id, guard, lock)
-        return run.start(deploy_plan)
+    env = settings.env
+    with guard.installed(), _Refusals(ports.ledger, env, "deploy", run_id, settings.release) as refusals:
+        # the cheap refusals first: account, strategy, fault injection, lock, alias mid-shift, sign-offs
+        ports.guard_account(env)
+        check_strategy(settings)
+        _refuse_chaos(settings)
+        with ports.ledger.lock(env, purpose="deploy", run_id=run_id, wait_seconds=settings.lock_wait,
+                               clock=ports.clock) as lock:
+            _refuse_mid_shift(ports, env)
+
+            def gates(release: str) -> None:
+                refusals.release = release
+                refuse_missing_gates(settings.plan, env, release, ports.ledger.records(env, kind="approval"))
+
+            artifact = prepare_artifact(settings, lambda m: emit(ReleaseEvent("progress", {"message": m})), gates)
+            deploy_plan = plan_deploy(settings, ports, artifact)
+            emit(ReleaseEvent("planned", deploy_plan.to_dict()))
+            refusals.done()  # from here on the run records its own end
+            run = _Run(settings, ports, emit, run_id, guard, lock)
+            return run.start(deploy_plan)
+
+
+class _Refusals:
+    """Records a command refused before it changed anything (a lock held, the wrong account, an alias mid-shift,
+    a missing sign-off, an interrupt during the build), so every refusal is in the ledger. An interrupt before
+    anything changed becomes :class:`Interrupted` with exit 1."""
+
+    def __init__(self, ledger: Ledger, env: str, command: str, run_id: str, release: str | None = None) -> None:
+        self.ledger, self.env, self.command, self.run_id, self.release = ledger, env, command, run_id, release
+        self.armed = True
+
+    def done(self) -> None:
+        self.armed = False
+
+    def __enter__(self) -> _Refusals:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: Any) -> bool:
+        if not self.armed or exc is None:
+            return False
+        if isinstance(exc, KeyboardInterrupt):
+            reason = f"interrupted before anything changed; the {self.command} was stopped and nothing was changed"
+            self._record("aborted", reason, "Interrupted", None)
+            raise Interrupted(reason, exit_code=int(ExitCode.REFUSED)) from None
+        if isinstance(exc, PromoterError) and not isinstance(exc, UsageError):
+            self._record("refused", str(exc), type(exc).__name__, exc.hint)
+        return False
+
+    def _record(self, outcome: str, reason: str, error: str, hint: str | None) -> None:
+        from promoter.engine.ledger import whoami
+
+        with contextlib.suppress(OSError, PromoterError):
+            self.ledger.append(self.env, "refusal", run_id=self.run_id, command=self.command, outcome=outcome,
+                               reason=reason, error=error, hint=hint, who=whoami(), release=self.release)
 
 
 class _Run:
@@ -912,7 +969,7 @@ def unfinished_run(ledger: Ledger, env: str, *, include_held: bool = True,
     """The last deploy run without a run-end (a crash, a lost lock), or one ended as interrupted-hold, or (with
     ``include_failed``) one whose rollback failed. Refused runs changed nothing and are passed over."""
     for run in reversed(ledger.runs(env)):
-        if run.get("outcome") == "refused":
+        if run.get("refusal") or run.get("outcome") == "refused":
             continue
         if run.get("kind_of_run") != "deploy":
             return None  # a later rollback supersedes any earlier unfinished deploy
@@ -934,69 +991,75 @@ def _candidate_of(ledger: Ledger, env: str, run_id: str) -> str | None:
 def resume(settings: DeploySettings, ports: Ports, observer: Observer | None = None) -> RunRecord:
     emit = observer or _silent
     env = settings.env
-    ports.guard_account(env)
     guard = InterruptGuard()
-    with guard.installed(), ports.ledger.lock(env, purpose="resume", wait_seconds=settings.lock_wait,
-                                              clock=ports.clock) as lock:
-        run = unfinished_run(ports.ledger, env)
-        if run is None:
-            raise RefusedError(f"no interrupted deploy in {env} to resume", hint=f"see promoter history --env {env}")
-        candidate = _candidate_of(ports.ledger, env, run["run_id"])
-        if candidate is None:
-            raise RefusedError(f"run {run['run_id']} ended before a version was published; start a new deploy")
-        stable = str(run["stable_version"])
-        current = ports.router.read()
-        allowed = {stable, candidate}
-        if current.version not in allowed or not set(current.weights) <= allowed:
-            raise RefusedError(f"alias is at {current.describe()}, which run {run['run_id']} did not leave; "
-                               "refusing to resume", hint="inspect with promoter status")
-        steps = tuple(Step(int(s["weight"]), float(s["bake_seconds"])) for s in run.get("steps") or [])
-        if settings.bake_seconds is not None:
-            steps = tuple(Step(s.weight, s.bake_seconds if s.weight == 100 else settings.bake_seconds) for s in steps)
-        weight = _weight_of(current, candidate)
-        remaining = tuple(s for s in steps if s.weight >= weight) or (Step(100, 0),)
-        r = _Run(replace(settings, on_interrupt=settings.on_interrupt), ports, emit, run["run_id"], guard, lock)
-        r.stable, r.candidate = stable, candidate
-        r.interval = float(settings.analysis_interval or run.get("analysis_interval") or
-                           settings.plan.canary.analysis_interval_seconds)
-        r.record.release = run.get("release")
-        r.record.stable_version, r.record.candidate_version = stable, candidate
-        r.last_set = current
-        r.preexisting_alarms = r._alarms()
-        r.log("resumed", who=ports.identity(), alias=current.to_dict(), remaining=[s.to_dict() for s in remaining])
-        emit(ReleaseEvent("step", {"name": "resume", "from_weight": weight, "candidate": candidate}))
-        return r.shift_all(remaining)
+    with guard.installed(), _Refusals(ports.ledger, env, "resume", new_run_id()) as refusals:
+        ports.guard_account(env)
+        with ports.ledger.lock(env, purpose="resume", wait_seconds=settings.lock_wait, clock=ports.clock) as lock:
+            run = unfinished_run(ports.ledger, env)
+            if run is None:
+                raise RefusedError(f"no interrupted deploy in {env} to resume",
+                                   hint=f"see promoter history --env {env}; a failed run is rolled back with "
+                                   f"promoter abort --env {env}")
+            candidate = _candidate_of(ports.ledger, env, run["run_id"])
+            if candidate is None:
+                raise RefusedError(f"run {run['run_id']} ended before a version was published; start a new deploy")
+            stable = str(run["stable_version"])
+            current = ports.router.read()
+            allowed = {stable, candidate}
+            if current.version not in allowed or not set(current.weights) <= allowed:
+                raise RefusedError(f"alias is at {current.describe()}, which run {run['run_id']} did not leave; "
+                                   "refusing to resume", hint="inspect with promoter status")
+            steps = tuple(Step(int(s["weight"]), float(s["bake_seconds"])) for s in run.get("steps") or [])
+            if settings.bake_seconds is not None:
+                steps = tuple(Step(s.weight, s.bake_seconds if s.weight == 100 else settings.bake_seconds)
+                              for s in steps)
+            weight = _weight_of(current, candidate)
+            remaining = tuple(s for s in steps if s.weight >= weight) or (Step(100, 0),)
+            r = _Run(replace(settings, on_interrupt=settings.on_interrupt), ports, emit, run["run_id"], guard, lock)
+            r.stable, r.candidate = stable, candidate
+            r.interval = float(settings.analysis_interval or run.get("analysis_interval") or
+                               settings.plan.canary.analysis_interval_seconds)
+            r.record.release = run.get("release")
+            r.record.stable_version, r.record.candidate_version = stable, candidate
+            r.last_set = current
+            r.preexisting_alarms = r._alarms()
+            refusals.done()
+            r.log("resumed", who=ports.identity(), alias=current.to_dict(), remaining=[s.to_dict() for s in remaining])
+            emit(ReleaseEvent("step", {"name": "resume", "from_weight": weight, "candidate": candidate}))
+            return r.shift_all(remaining)
 
 
 def abort(plan: Plan, env: str, ports: Ports, *, lock_wait: float = 0, observer: Observer | None = None) -> RunRecord:
     """Roll an interrupted run back to its recorded stable version."""
     emit = observer or _silent
-    ports.guard_account(env)
     guard = InterruptGuard()
-    with guard.installed(), ports.ledger.lock(env, purpose="abort", wait_seconds=lock_wait,
-                                              clock=ports.clock) as lock:
-        run = unfinished_run(ports.ledger, env, include_failed=True)
-        if run is None:
-            raise RefusedError(f"no unfinished or failed deploy in {env} to abort",
-                               hint=f"see promoter history --env {env}")
-        stable = str(run["stable_version"])
-        candidate = _candidate_of(ports.ledger, env, run["run_id"])
-        settings = DeploySettings(plan=plan, env=env)
-        r = _Run(settings, ports, emit, run["run_id"], guard, lock)
-        r.stable, r.candidate = stable, candidate or stable
-        r.record.stable_version, r.record.candidate_version = stable, candidate
-        current = ports.router.read()
-        allowed = {stable} | ({candidate} if candidate else set())
-        if current.version not in allowed or not set(current.weights) <= allowed:
-            raise RefusedError(f"alias is at {current.describe()}, which run {run['run_id']} did not leave; "
-                               "refusing to move it", hint="use promoter rollback --to VERSION to choose explicitly")
-        r.last_set = current
-        r.log("abort", who=ports.identity(), alias=current.to_dict())
-        try:
-            r._rollback_once_more_on_interrupt()
-        except Exception as exc:
-            return r._rollback_failed("abort", exc)
-        return r.end("aborted", f"aborted; alias back on stable version {stable}")
+    with guard.installed(), _Refusals(ports.ledger, env, "abort", new_run_id()) as refusals:
+        ports.guard_account(env)
+        with ports.ledger.lock(env, purpose="abort", wait_seconds=lock_wait, clock=ports.clock) as lock:
+            run = unfinished_run(ports.ledger, env, include_failed=True)
+            if run is None:
+                raise RefusedError(f"no unfinished or failed deploy in {env} to abort",
+                                   hint=f"see promoter history --env {env}")
+            stable = str(run["stable_version"])
+            candidate = _candidate_of(ports.ledger, env, run["run_id"])
+            settings = DeploySettings(plan=plan, env=env)
+            r = _Run(settings, ports, emit, run["run_id"], guard, lock)
+            r.stable, r.candidate = stable, candidate or stable
+            r.record.stable_version, r.record.candidate_version = stable, candidate
+            current = ports.router.read()
+            allowed = {stable} | ({candidate} if candidate else set())
+            if current.version not in allowed or not set(current.weights) <= allowed:
+                raise RefusedError(f"alias is at {current.describe()}, which run {run['run_id']} did not leave; "
+                                   "refusing to move it",
+                                   hint=f"use promoter rollback --env {env} --to VERSION to choose explicitly")
+            r.last_set = current
+            refusals.done()
+            r.log("abort", who=ports.identity(), alias=current.to_dict())
+            try:
+                r._rollback_once_more_on_interrupt()
+            except Exception as exc:
+                return r._rollback_failed("abort", exc)
+            return r.end("aborted", f"aborted; alias back on stable version {stable}")
 
 
 # -- rollback --to ---------------------------------------------------------------------------------------------
@@ -1071,77 +1134,86 @@ def rollback_to(settings: RollbackSettings, ports: Ports, observer: Observer | N
     """Move the alias to one version at 100 %, RevisionId-guarded, verified, recorded."""
     emit = observer or _silent
     env = settings.env
-    ports.guard_account(env)
     run_id = new_run_id()
     record = RunRecord(run_id=run_id, env=env, kind="rollback")
     guard = InterruptGuard()
-    with guard.installed(), ports.ledger.lock(env, purpose="rollback", run_id=run_id,
-                                              wait_seconds=settings.lock_wait, clock=ports.clock) as lock:
-        versions = ports.functions.list_versions()
-        current = ports.router.read()
-        target = resolve_target(settings.to, versions, current.version, ports.ledger, env)
-        if not settings.allow_failed:
-            refuse_failed(target, failed_versions(ports.ledger, env))
-        record.stable_version, record.candidate_version = current.version, target
-        record.release = next((v.release for v in versions if v.version == target), None)
-        if settings.dry_run:
-            record.outcome = "dry-run"
-            record.reason = f"would move {ports.alias} from {current.describe()} to version {target}"
-            record.alias = current.to_dict()
-            return record
-        ports.ledger.append(env, "run-start", run_id=run_id, kind_of_run="rollback", who=ports.identity(),
-                            to=settings.to, target_version=target, release=record.release,
-                            plan_id=settings.plan.id, alias=current.to_dict())
-        if current.version == target and not current.weights:
-            record.outcome, record.reason, record.alias = "succeeded", f"already on version {target}", current.to_dict()
-            ports.ledger.append(env, "run-end", run_id=run_id, outcome="succeeded", reason=record.reason,
-                                alias=current.to_dict())
-            return record
-        if not ports.ledger.holds(env, lock["token"]):
-            ports.ledger.append(env, "run-end", run_id=run_id, outcome="refused", alias=current.to_dict(),
-                                reason="the lock was broken before the alias change; the alias was not touched")
-            raise LockLost(f"the lock of {env} was broken before the rollback moved the alias; nothing changed",
-                           hint=f"see promoter status --env {env}")
-        guard.stop()  # from the intent on, the change and its record are not interruptible
-        ports.ledger.append(env, "alias-intent", run_id=run_id, step="rollback", before=current.to_dict(),
-                            after={"version": target, "weights": {}})
-        settled: dict[str, str] = {}
-        try:
+    refusals = _Refusals(ports.ledger, env, "rollback", run_id)
+    refusals.armed = not settings.dry_run  # a dry run writes nothing
+    with guard.installed(), refusals:
+        ports.guard_account(env)
+        with ports.ledger.lock(env, purpose="rollback", run_id=run_id, wait_seconds=settings.lock_wait,
+                               clock=ports.clock) as lock:
+            versions = ports.functions.list_versions()
+            current = ports.router.read()
+            target = resolve_target(settings.to, versions, current.version, ports.ledger, env)
+            if not settings.allow_failed:
+                refuse_failed(target, failed_versions(ports.ledger, env))
+            record.stable_version, record.candidate_version = current.version, target
+            record.release = next((v.release for v in versions if v.version == target), None)
+            if settings.dry_run:
+                record.outcome = "dry-run"
+                record.reason = f"would move {ports.alias} from {current.describe()} to version {target}"
+                record.alias = current.to_dict()
+                return record
+            refusals.done()
+            ports.ledger.append(env, "run-start", run_id=run_id, kind_of_run="rollback", who=ports.identity(),
+                                to=settings.to, target_version=target, release=record.release,
+                                plan_id=settings.plan.id, alias=current.to_dict())
+            if current.version == target and not current.weights:
+                record.outcome, record.alias = "succeeded", current.to_dict()
+                record.reason = f"already on version {target}"
+                ports.ledger.append(env, "run-end", run_id=run_id, outcome="succeeded", reason=record.reason,
+                                    alias=current.to_dict())
+                return record
+            if not ports.ledger.holds(env, lock["token"]):
+                ports.ledger.append(env, "run-end", run_id=run_id, outcome="refused", alias=current.to_dict(),
+                                    reason="the lock was broken before the alias change; the alias was not touched")
+                raise LockLost(f"the lock of {env} was broken before the rollback moved the alias; nothing changed",
+                               hint=f"see promoter status --env {env}")
+            guard.stop()  # from the intent on, the change and its record are not interruptible
+            ports.ledger.append(env, "alias-intent", run_id=run_id, step="rollback", before=current.to_dict(),
+                                after={"version": target, "weights": {}})
+            settled: dict[str, str] = {}
             try:
-                after = ports.router.set(target, {}, current.revision)
-            except AwsError as exc:
-                found = read_if_applied(ports.router, ports.clock, AliasState(target, {}))
-                if found is None:
-                    raise
-                after = found
-                settled["settled"] = f"the reply was lost ({exc}); the alias reads the state asked for"
-            check = ports.router.read()
-        except PromoterError as exc:
-            command = manual_rollback_command(ports.function, ports.alias, target, ports.region)
-            ports.ledger.append(env, "run-end", run_id=run_id, outcome="rollback-failed", reason=str(exc),
-                                manual_command=command)
-            if isinstance(exc, PreconditionFailed):
-                raise RollbackFailed(f"rollback to version {target} refused: the alias changed since it was read",
-                                     hint="inspect with promoter status and retry") from None
-            raise RollbackFailed(f"rollback to version {target} failed: {exc}",
-                                 hint=f"retry with promoter rollback --env {env} --to {target} (recorded); if promoter "
-                                 f"cannot reach the alias, by hand: {command}") from None
-        change = {"step": "rollback", "before": current.to_dict(), "after": after.to_dict(), **settled}
-        record.alias_changes.append(change)
-        ports.ledger.append(env, "alias-change", run_id=run_id, **change)
-        emit(ReleaseEvent("shift", {"step": "rollback", "alias": after.to_dict(), "weight": 100}))
-        if check.version != target or check.weights:
-            command = manual_rollback_command(ports.function, ports.alias, target, ports.region)
-            ports.ledger.append(env, "run-end", run_id=run_id, outcome="rollback-failed",
-                                reason=f"alias reads {check.describe()} after the update", manual_command=command)
-            raise RollbackFailed(f"after the update the alias reads {check.describe()}",
-                                 hint=f"retry with promoter rollback --env {env} --to {target} (recorded); by hand, as "
-                                 f"a last resort: {command}")
-        record.outcome, record.alias = "succeeded", check.to_dict()
-        record.reason = f"alias {ports.alias} moved from {current.describe()} to version {target}"
-        ports.ledger.append(env, "run-end", run_id=run_id, outcome="succeeded", reason=record.reason,
-                            alias=check.to_dict())
-        return record
+                try:
+                    after = ports.router.set(target, {}, current.revision)
+                except AwsError as exc:
+                    found = read_if_applied(ports.router, ports.clock, AliasState(target, {}))
+                    if found is None:
+                        raise
+                    after = found
+                    settled["settled"] = f"the reply was lost ({exc}); the alias reads the state asked for"
+                check = ports.router.read()
+            except PromoterError as exc:
+                command = manual_rollback_command(ports.function, ports.alias, target, ports.region)
+                ports.ledger.append(env, "run-end", run_id=run_id, outcome="rollback-failed", reason=str(exc),
+                                    manual_command=command)
+                if isinstance(exc, PreconditionFailed):
+                    raise RollbackFailed(
+                        f"rollback to version {target} refused: the alias changed since it was read",
+                        hint="inspect with promoter status and retry") from None
+                raise RollbackFailed(
+                    f"rollback to version {target} failed: {exc}",
+                    hint=f"retry with promoter rollback --env {env} --to {target} (recorded); if promoter cannot "
+                    f"reach the alias, by hand: {command}") from None
+            change = {"step": "rollback", "before": current.to_dict(), "after": after.to_dict(), **settled}
+            record.alias_changes.append(change)
+            ports.ledger.append(env, "alias-change", run_id=run_id, **change)
+            emit(ReleaseEvent("shift", {"step": "rollback", "alias": after.to_dict(), "weight": 100}))
+            if check.version != target or check.weights:
+                command = manual_rollback_command(ports.function, ports.alias, target, ports.region)
+                ports.ledger.append(env, "run-end", run_id=run_id, outcome="rollback-failed",
+                                    reason=f"alias reads {check.describe()} after the update",
+                                    manual_command=command)
+                raise RollbackFailed(
+                    f"after the update the alias reads {check.describe()}",
+                    hint=f"retry with promoter rollback --env {env} --to {target} (recorded); by hand, as a last "
+                    f"resort: {command}")
+            record.outcome, record.alias = "succeeded", check.to_dict()
+            record.reason = f"alias {ports.alias} moved from {current.describe()} to version {target}"
+            ports.ledger.append(env, "run-end", run_id=run_id, outcome="succeeded", reason=record.reason,
+                                alias=check.to_dict())
+            return record
 
 
 # -- status and history ----------------------------------------------------------------------------------------

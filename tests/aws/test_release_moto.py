@@ -144,11 +144,14 @@ def test_credentials_for_another_account_are_refused_before_anything_changes(sit
     ):
         with pytest.raises(RefusedError, match=r"credentials are for account 815856636111, but prod is account"):
             action()
-    # THEN nothing was published, moved or recorded
+    # THEN nothing was published or moved, and each refusal is on record
     versions = sit.lam.list_versions_by_function(FunctionName=sit.names.function)["Versions"]
     assert [v["Version"] for v in versions] == ["$LATEST", "1"]
     assert sit.lam.get_alias(FunctionName=sit.names.function, Name=sit.names.alias)["FunctionVersion"] == "1"
-    assert sit.ledger.records("prod") == []
+    refusals = sit.ledger.records("prod")
+    assert [(r["kind"], r["command"], r["outcome"]) for r in refusals] == [
+        ("refusal", "deploy", "refused"), ("refusal", "rollback", "refused"), ("refusal", "abort", "refused")]
+    assert all("credentials are for account 815856636111" in r["reason"] for r in refusals)
 
 
 def test_all_at_once_publishes_a_described_version_after_a_real_handler_gate(sit):

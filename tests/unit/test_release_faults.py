@@ -19,6 +19,7 @@ from promoter.engine import release
 from promoter.errors import (
     AwsError,
     Interrupted,
+    LockHeld,
     LockLost,
     PreconditionFailed,
     RefusedError,
@@ -302,3 +303,90 @@ def test_abort_finishes_a_run_whose_rollback_failed_and_the_hint_names_it_first(
     # a run that failed is not resumed as if it were healthy
     with pytest.raises(RefusedError):
         release.deploy(replace(world.settings, resume=True), world.ports)
+
+
+# -- refusals: checked before the build, always recorded ------------------------------------------------------------
+@pytest.fixture
+def building(world, monkeypatch):  # noqa: F811
+    """The world deploying from source (no --artifact); the build itself is the seam: it records that it ran and
+    then does what ``world.build_does`` says (by default: stop the test, since no build should run)."""
+    import promoter.engine.build as build_mod
+
+    world.builds = 0
+
+    def build(**_kw):
+        world.builds += 1
+        return world.build_does()
+
+    def no_build():
+        raise AssertionError("the build ran, although a cheap refusal should have stopped the deploy first")
+
+    world.build_does = no_build
+    monkeypatch.setattr(build_mod, "build", build)
+    world.settings = replace(world.settings, artifact=None)
+    return world
+
+
+def _refusal(world):  # noqa: F811
+    (refusal,) = kinds(world.ledger, "refusal")
+    run = next(r for r in world.ledger.runs(ENV) if r["run_id"] == refusal["run_id"])
+    assert run["outcome"] == refusal["outcome"] and run["kind_of_run"] == "deploy"
+    return refusal
+
+
+def test_an_interrupt_during_the_build_says_so_and_is_recorded(building):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    building.build_does = interrupted
+    with pytest.raises(Interrupted) as info:
+        release.deploy(building.settings, building.ports)
+    assert building.builds == 1
+    assert info.value.exit_code == 1
+    assert "interrupted before anything changed" in str(info.value)
+    refusal = _refusal(building)
+    assert refusal["outcome"] == "aborted" and "interrupted" in refusal["reason"]
+    assert building.router.sets == [] and building.ledger.lock_holder(ENV) is None
+
+
+def test_a_deploy_onto_a_mid_shift_alias_is_refused_before_building_and_recorded(building):
+    building.router.someone_else_sets("1", {"3": 0.5})
+    with pytest.raises(RefusedError, match="mid-shift"):
+        release.deploy(building.settings, building.ports)
+    assert building.builds == 0
+    refusal = _refusal(building)
+    assert refusal["outcome"] == "refused" and "mid-shift" in refusal["reason"]
+    assert "promoter deploy --env sit --resume" in refusal["hint"]
+
+
+def test_a_deploy_without_its_sign_off_is_refused_before_building_and_recorded(building):
+    from promoter.plan.models import Gate
+
+    gate = Gate(id="signoff", title="Sign-off", before_env=ENV, kind="signoff", blocks_deploy=True)
+    settings = replace(building.settings, plan=building.plan.model_copy(update={"gates": [gate]}))
+    with pytest.raises(RefusedError, match="no approval on record"):
+        release.deploy(settings, building.ports)
+    assert building.builds == 0
+    assert _refusal(building)["reason"].startswith("v1.1.0 cannot go to sit")
+
+
+def test_a_deploy_refused_by_the_lock_or_the_account_is_recorded(building):
+    with building.ledger.lock(ENV, purpose="deploy", run_id="other"), pytest.raises(LockHeld):
+        release.deploy(building.settings, building.ports)
+    assert "locked by" in _refusal(building)["reason"]
+    ports = replace(building.ports, expected_account="815856636111", caller_account=lambda: "093646564004")
+    with pytest.raises(RefusedError, match="credentials are for account 093646564004"):
+        release.deploy(building.settings, ports)
+    assert len(kinds(building.ledger, "refusal")) == 2
+    assert building.builds == 0 and building.router.sets == []
+
+
+def test_refused_deploys_do_not_hide_the_unfinished_run(world):  # noqa: F811
+    world.clock.hooks.append((30, lambda: (_ for _ in ()).throw(KeyboardInterrupt)))
+    with pytest.raises(Interrupted):
+        release.deploy(replace(world.settings, on_interrupt="hold"), world.ports)
+    held = kinds(world.ledger, "run-end")[-1]["run_id"]
+    with pytest.raises(RefusedError, match="mid-shift"):
+        release.deploy(world.settings, world.ports)
+    assert release.status(world.plan, ENV, world.ports)["unfinished_run"] == held
+    assert release.abort(world.plan, ENV, world.ports).run_id == held

@@ -1105,8 +1105,13 @@ def refuse_failed(target: str, failed: dict[str, str]) -> None:
         )
 
 
-def resolve_target(to: str, versions: list[FunctionVersion], current: str, ledger: Ledger, env: str) -> str:
+def resolve_target(to: str, versions: list[FunctionVersion], current: str, ledger: Ledger, env: str,
+                   *, mid_shift: bool = False) -> str:
+    """``previous`` is the version before the one serving; during a canary (``mid_shift``) that is the primary,
+    the stable version the canary shifts from: an operator rolling back a stuck canary means it."""
     numbers = {v.version for v in versions}
+    if to == "previous" and mid_shift:
+        return current
     if to == "previous":
         for record in reversed(ledger.records(env, kind="alias-change")):
             before, after = record.get("before") or {}, record.get("after") or {}
@@ -1145,7 +1150,8 @@ def rollback_to(settings: RollbackSettings, ports: Ports, observer: Observer | N
                                clock=ports.clock) as lock:
             versions = ports.functions.list_versions()
             current = ports.router.read()
-            target = resolve_target(settings.to, versions, current.version, ports.ledger, env)
+            target = resolve_target(settings.to, versions, current.version, ports.ledger, env,
+                                    mid_shift=bool(current.weights))
             if not settings.allow_failed:
                 refuse_failed(target, failed_versions(ports.ledger, env))
             record.stable_version, record.candidate_version = current.version, target

@@ -390,3 +390,20 @@ def test_refused_deploys_do_not_hide_the_unfinished_run(world):  # noqa: F811
         release.deploy(world.settings, world.ports)
     assert release.status(world.plan, ENV, world.ports)["unfinished_run"] == held
     assert release.abort(world.plan, ENV, world.ports).run_id == held
+
+
+# -- rollback --to previous --------------------------------------------------------------------------------------
+def test_rollback_to_previous_from_a_stuck_canary_is_its_stable_version(world, tmp_path):  # noqa: F811
+    # GIVEN v1.1.0 (version 2) fully deployed, then v1.2.0 (version 3) held at 10 % on top of it
+    release.deploy(world.settings, world.ports)
+    newer = tmp_path / "campaigns_lambda-v1.2.0.zip"
+    newer.write_bytes(b"PK fake zip bytes of v1.2.0")
+    world.clock.hooks.append((world.clock.t + 30, lambda: (_ for _ in ()).throw(KeyboardInterrupt)))
+    with pytest.raises(Interrupted):
+        release.deploy(replace(world.settings, release="v1.2.0", artifact=newer, on_interrupt="hold"), world.ports)
+    assert world.router.read().version == "2" and world.router.read().weights == {"3": 0.1}
+    # WHEN the operator rolls back to "previous"
+    record = release.rollback_to(release.RollbackSettings(plan=world.plan, env=ENV, to="previous"), world.ports)
+    # THEN previous means the version the canary was shifting from, not the one before it
+    assert record.candidate_version == "2"
+    assert world.router.read().version == "2" and world.router.read().weights == {}

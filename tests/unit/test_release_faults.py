@@ -398,6 +398,7 @@ def test_rollback_to_previous_from_a_stuck_canary_is_its_stable_version(world, t
     release.deploy(world.settings, world.ports)
     newer = tmp_path / "campaigns_lambda-v1.2.0.zip"
     newer.write_bytes(b"PK fake zip bytes of v1.2.0")
+    world.invoker.deleted = False  # the scripted service forgets the first gate's campaign
     world.clock.hooks.append((world.clock.t + 30, lambda: (_ for _ in ()).throw(KeyboardInterrupt)))
     with pytest.raises(Interrupted):
         release.deploy(replace(world.settings, release="v1.2.0", artifact=newer, on_interrupt="hold"), world.ports)

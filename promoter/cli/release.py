@@ -293,17 +293,20 @@ def status(
     data = release.status(app.plan, env_name, _ports(app, env_name))
     if json_output:
         print_json(data)
+        if data["aws_error"]:
+            raise typer.Exit(1)
         return
     from rich.table import Table
 
     out = console()
     out.print(f"{data['function']}:{data['alias']} in {env_name}")
-    routes = Table("version", "traffic", "release", "sha256")
-    for r in data["routes"]:
-        routes.add_row(r["version"], f"{r['percent']:g}%", r["release"] or "-", (r["sha256"] or "-")[:12])
-    out.print(routes)
-    deployed = ", ".join(f"{t}={v}" for t, v in data["deployed_releases"].items()) or "none"
-    out.print(f"deployed releases: {deployed}")
+    if data["routes"] is not None:
+        routes = Table("version", "traffic", "release", "sha256")
+        for r in data["routes"]:
+            routes.add_row(r["version"], f"{r['percent']:g}%", r["release"] or "-", (r["sha256"] or "-")[:12])
+        out.print(routes)
+        deployed = ", ".join(f"{t}={v}" for t, v in data["deployed_releases"].items()) or "none"
+        out.print(f"deployed releases: {deployed}")
     runs = Table("run", "kind", "release", "outcome", "verdicts", "reason")
     for run in data["runs"]:
         verdicts = " ".join(f"{v['step']}%:{v['outcome']}" for v in run.get("verdicts", []))
@@ -311,10 +314,32 @@ def status(
                      str(run.get("outcome") or "unfinished"), verdicts or "-", str(run.get("reason") or "")[:60])
     out.print(runs)
     lock = data["lock"]
-    out.print(f"lock: {lock['who']} since {lock['since']} ({lock.get('purpose')})" if lock else "lock: free")
+    if lock and lock.get("stale"):
+        out.print(f"lock: {lock['who']} since {lock['since']} ({lock.get('purpose')}), pid {lock.get('pid')} is no "
+                  f"longer running: promoter lock break --env {env_name}")
+    else:
+        out.print(f"lock: {lock['who']} since {lock['since']} ({lock.get('purpose')})" if lock else "lock: free")
     if data["unfinished_run"]:
         out.print(f"unfinished run {data['unfinished_run']}: promoter deploy --env {env_name} --resume, "
                   f"or promoter abort --env {env_name}")
+    if data["routes"] is None and data["last_alias"]:
+        last = data["last_alias"]
+        out.print(f"last alias change recorded: version {last['version']} weights {last['weights'] or '{}'} "
+                  f"(run {last['run_id']})")
+    _warn(data["ledger_warnings"])
+    if data["aws_error"]:
+        err = console(stderr=True)
+        err.print(f"error: the alias could not be read, so the above is what the ledger knows: {data['aws_error']}",
+                  markup=False, highlight=False, soft_wrap=True)
+        if data.get("aws_hint"):
+            err.print(f"hint: {data['aws_hint']}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _warn(lines: list[str]) -> None:
+    err = console(stderr=True)
+    for line in lines:
+        err.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 def history(

@@ -1224,8 +1224,34 @@ def rollback_to(settings: RollbackSettings, ports: Ports, observer: Observer | N
 
 # -- status and history ----------------------------------------------------------------------------------------
 def status(plan: Plan, env: str, ports: Ports, *, runs: int = 5) -> dict[str, Any]:
-    alias = ports.router.read()
-    versions = {v.version: v for v in ports.functions.list_versions()}
+    """What is known locally (runs, lock, the unfinished run, the last recorded alias change, ledger warnings),
+    then the alias and versions as AWS reports them; when AWS cannot be read, ``aws_error`` says why and the
+    local part still stands."""
+    ledger = ports.ledger
+    history_runs = ledger.runs(env)[-runs:]
+    for run in history_runs:
+        verdicts = ledger.records(env, kind="verdict", run_id=run["run_id"])
+        run["verdicts"] = [{"step": v.get("step"), "outcome": v.get("outcome"), "action": v.get("action")}
+                           for v in verdicts]
+    changes = ledger.records(env, kind="alias-change")
+    last = changes[-1] if changes else None
+    data: dict[str, Any] = {
+        "env": env, "function": ports.function, "alias": ports.alias, "revision": None,
+        "routes": None, "deployed_releases": None,
+        "runs": history_runs, "lock": ledger.lock_holder(env),
+        "unfinished_run": (unfinished_run(ledger, env, include_failed=True) or {}).get("run_id"),
+        "last_alias": {"version": last["after"].get("version"), "weights": last["after"].get("weights") or {},
+                       "run_id": last.get("run_id")} if last and last.get("after") else None,
+        "ledger_warnings": ledger.warnings(env),
+        "aws_error": None,
+    }
+    try:
+        alias = ports.router.read()
+        versions = {v.version: v for v in ports.functions.list_versions()}
+    except PromoterError as exc:
+        data["aws_error"] = str(exc)
+        data["aws_hint"] = exc.hint
+        return data
 
     def describe(version: str, share: float) -> dict[str, Any]:
         v = versions.get(version)
@@ -1234,17 +1260,9 @@ def status(plan: Plan, env: str, ports: Ports, *, runs: int = 5) -> dict[str, An
 
     routes = [describe(alias.version, 1 - sum(alias.weights.values()))]
     routes += [describe(v, w) for v, w in sorted(alias.weights.items())]
-    history_runs = ports.ledger.runs(env)[-runs:]
-    for run in history_runs:
-        verdicts = ports.ledger.records(env, kind="verdict", run_id=run["run_id"])
-        run["verdicts"] = [{"step": v.get("step"), "outcome": v.get("outcome"), "action": v.get("action")}
-                           for v in verdicts]
-    return {
-        "env": env, "function": ports.function, "alias": ports.alias, "revision": alias.revision,
-        "routes": routes, "deployed_releases": deployed_tags(list(versions.values())),
-        "runs": history_runs, "lock": ports.ledger.lock_holder(env),
-        "unfinished_run": (unfinished_run(ports.ledger, env, include_failed=True) or {}).get("run_id"),
-    }
+    data.update(revision=alias.revision, routes=routes, deployed_releases=deployed_tags(list(versions.values())))
+    data["ledger_warnings"] = ledger.warnings(env)
+    return data
 
 
 def history(ledger: Ledger, env: str, *, limit: int = 10) -> list[dict[str, Any]]:

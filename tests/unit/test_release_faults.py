@@ -408,3 +408,57 @@ def test_rollback_to_previous_from_a_stuck_canary_is_its_stable_version(world, t
     # THEN previous means the version the canary was shifting from, not the one before it
     assert record.candidate_version == "2"
     assert world.router.read().version == "2" and world.router.read().weights == {}
+
+
+# -- status when AWS cannot be reached ---------------------------------------------------------------------------------
+def _unreachable(world):  # noqa: F811
+    def read():
+        raise AwsError("get alias campaigns-handler-sit:live: endpoint unreachable: Could not connect",
+                       code="EndpointUnreachable")
+
+    world.router.read = read
+    world.functions.list_versions = read
+
+
+def _held_run(world):  # noqa: F811
+    world.clock.hooks.append((world.clock.t + 30, lambda: (_ for _ in ()).throw(KeyboardInterrupt)))
+    with pytest.raises(Interrupted):
+        release.deploy(replace(world.settings, on_interrupt="hold"), world.ports)
+    return kinds(world.ledger, "run-end")[-1]["run_id"]
+
+
+def test_status_shows_what_is_known_locally_when_aws_is_unreachable(world):  # noqa: F811
+    held = _held_run(world)
+    _unreachable(world)
+    with world.ledger.lock(ENV, purpose="deploy", run_id="r-other"):
+        data = release.status(world.plan, ENV, world.ports)
+    assert data["unfinished_run"] == held
+    assert data["lock"]["run_id"] == "r-other"
+    assert data["runs"][-1]["run_id"] == held and data["runs"][-1]["outcome"] == "interrupted-hold"
+    assert data["routes"] is None and data["deployed_releases"] is None
+    assert "endpoint unreachable" in data["aws_error"]
+    assert data["last_alias"] == {"version": "1", "weights": {"2": 0.1}, "run_id": held}
+
+
+def test_status_command_prints_the_local_state_then_the_error(world, monkeypatch):  # noqa: F811
+    from typer.testing import CliRunner
+
+    import promoter.cli.release as cli_release
+    from promoter.cli.app import app
+
+    held = _held_run(world)
+    _unreachable(world)
+    monkeypatch.setattr(cli_release, "_ports", lambda _app, _env: world.ports)
+    env = {"COLUMNS": "120", "NO_COLOR": "1"}
+    args = ["status", "--env", ENV, "--ledger-dir", str(world.ledger.root)]
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 1, result.output
+    assert f"unfinished run {held}" in result.stdout and "lock: free" in result.stdout
+    assert "last alias change recorded: version 1 weights {'2': 0.1}" in result.stdout
+    assert "endpoint unreachable" in result.stderr
+    result = CliRunner().invoke(app, [*args, "--json"], env=env)
+    assert result.exit_code == 1
+    import json
+
+    data = json.loads(result.stdout)
+    assert data["unfinished_run"] == held and "endpoint unreachable" in data["aws_error"]

@@ -353,7 +353,9 @@ def history(
     from promoter.engine import release
 
     app = App(plan_path=plan, env_name=env, ledger_dir=ledger_dir, json_output=json_output)
-    runs = release.history(app.ledger(), app.env, limit=limit)
+    ledger = app.ledger()
+    runs = release.history(ledger, app.env, limit=limit)
+    _warn(ledger.warnings(app.env))
     if json_output:
         print_json(runs)
         return

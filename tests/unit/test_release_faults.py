@@ -462,3 +462,30 @@ def test_status_command_prints_the_local_state_then_the_error(world, monkeypatch
 
     data = json.loads(result.stdout)
     assert data["unfinished_run"] == held and "endpoint unreachable" in data["aws_error"]
+
+
+# -- torn ledger lines are reported ------------------------------------------------------------------------------------
+def test_status_and_history_say_when_a_ledger_line_was_torn(world, monkeypatch):  # noqa: F811
+    import json
+
+    from typer.testing import CliRunner
+
+    import promoter.cli.release as cli_release
+    from promoter.cli.app import app
+
+    release.deploy(world.settings, world.ports)
+    path = world.ledger.path(ENV)
+    with path.open("a") as fh:
+        fh.write('{"kind": "alias-chan')  # a crash in the middle of a write
+    world.ledger.append(ENV, "approval", gate="x", approver="y", release="v1.1.0")  # the next append repairs it
+    torn = len(path.read_text().splitlines()) - 1
+    monkeypatch.setattr(cli_release, "_ports", lambda _app, _env: world.ports)
+    env = {"COLUMNS": "200", "NO_COLOR": "1"}
+    warning = f"line {torn} is not a whole record"
+    for command in (["status"], ["history"]):
+        result = CliRunner().invoke(app, [*command, "--env", ENV, "--ledger-dir", str(world.ledger.root)], env=env)
+        assert result.exit_code == 0, result.output
+        assert warning in result.stderr, (command, result.stderr)
+    result = CliRunner().invoke(app, ["status", "--env", ENV, "--json", "--ledger-dir", str(world.ledger.root)],
+                                env=env)
+    assert any(warning in w for w in json.loads(result.stdout)["ledger_warnings"])

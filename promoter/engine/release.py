@@ -792,6 +792,8 @@ class _Run:
         except AwsError as exc:
             found = self._read_after_failure(exc)
             if found is None:
+                self.log("alias-failed", step=step, error=str(exc))  # the intent's outcome: not applied
+                self.pending = None
                 raise
             return self._changed(found, settled=f"the reply was lost ({exc}); the alias reads the state asked for")
         return self._changed(after)
@@ -1192,6 +1194,7 @@ def rollback_to(settings: RollbackSettings, ports: Ports, observer: Observer | N
                 check = ports.router.read()
             except PromoterError as exc:
                 command = manual_rollback_command(ports.function, ports.alias, target, ports.region)
+                ports.ledger.append(env, "alias-failed", run_id=run_id, step="rollback", error=str(exc))
                 ports.ledger.append(env, "run-end", run_id=run_id, outcome="rollback-failed", reason=str(exc),
                                     manual_command=command)
                 if isinstance(exc, PreconditionFailed):

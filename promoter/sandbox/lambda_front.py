@@ -19,9 +19,11 @@ Every request is forwarded to moto verbatim (path, method, headers, body), excep
    so the front issues a new one on every successful update and shows it in every alias response.
 
 Sandbox endpoints: ``GET /__sandbox/health``, ``GET /__sandbox/workers``, ``GET /__sandbox/stats``,
-``POST /__sandbox/flush``. The optional request header ``X-Sandbox-Resource: <alias>`` on an ``Invoke`` by
-version number attributes the invocation to that alias in the metrics (what Lambda does when it routes an alias
-invocation), used by the API front, which picks the version itself.
+``POST /__sandbox/flush``, and ``/__sandbox/faults`` (:mod:`promoter.sandbox.faults`: throttling, 5xx, latency or a
+reply dropped after the call took effect, per Lambda operation, for a count of calls or a time). The optional
+request header ``X-Sandbox-Resource: <alias>`` on an ``Invoke`` by version number attributes the invocation to that
+alias in the metrics (what Lambda does when it routes an alias invocation), used by the API front, which picks the
+version itself.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from promoter.sandbox import faults as faults_mod
 from promoter.sandbox.metrics import Datapoint, Telemetry, emf_datapoints
 from promoter.sandbox.workers import (
     CodeStore,
@@ -77,9 +80,12 @@ ALIAS_TTL = 0.25
 
 @dataclass
 class Reply:
-    status: int
+    status: int  # DROP: close the connection without answering
     headers: dict[str, str]
     body: bytes
+
+
+DROP = 0
 
 
 def error_reply(status: int, code: str, message: str, *, kind: str = "User", extra: dict | None = None) -> Reply:
@@ -179,6 +185,7 @@ class LambdaFront:
         self._revisions: dict[tuple[str, str], str] = {}
         self._inflight: dict[str, int] = defaultdict(int)
         self.stats: dict[tuple[str, str], Stats] = defaultdict(Stats)
+        self.faults = faults_mod.FaultBook()
         session = boto3.session.Session(aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
                                         aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
                                         region_name=region)
@@ -265,10 +272,27 @@ class LambdaFront:
     # ---------------------------------------------------------------------------------------------- dispatch
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
-        route = urlsplit(path)
-        p = route.path
+        p = urlsplit(path).path
+        if p == faults_mod.PATH:
+            status, answer = self.faults.endpoint(method, body)
+            return Reply(status, {"Content-Type": "application/json"}, answer)
         if p.startswith("/__sandbox/"):
             return self.sandbox_endpoint(method, p)
+        rule = self.faults.take("lambda", faults_mod.lambda_operation(method, p))
+        if rule is None:
+            return self.dispatch(method, path, headers, body)
+        log.info("injecting %s into %s %s (fault %s)", rule.kind, method, p, rule.id)
+        if rule.kind in ("throttle", "error"):
+            return Reply(*faults_mod.error_body(rule, "rest-json"))
+        if rule.kind == "latency":
+            time.sleep(rule.latency_ms / 1000.0)
+            return self.dispatch(method, path, headers, body)
+        self.dispatch(method, path, headers, body)  # drop: the call takes effect, its reply is lost
+        return Reply(DROP, {}, b"")
+
+    def dispatch(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        route = urlsplit(path)
+        p = route.path
         if method == "POST" and (m := INVOKE.match(p)):
             return self.invoke(m.group(1), parse_qs(route.query), headers, body)
         if method == "PUT" and (m := ALIAS.match(p)):
@@ -605,6 +629,9 @@ class FrontHandler(BaseHTTPRequestHandler):
         except Exception as exc:
             log.exception("%s %s failed", self.command, self.path)
             reply = error_reply(500, "ServiceException", f"sandbox front error: {exc}", kind="Service")
+        if reply.status == DROP:  # an injected lost reply: the caller sees the connection close unanswered
+            self.close_connection = True
+            return
         self.send_response(reply.status)
         for key, value in reply.headers.items():
             if key.lower() not in HOP_BY_HOP and key.lower() not in ("server", "date"):

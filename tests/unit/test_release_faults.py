@@ -56,8 +56,9 @@ def _complete(ledger) -> dict:
     """The run's end record, after checking every alias intent of the run has its change."""
     ends = kinds(ledger, "run-end")
     assert len(ends) == 1, ends
-    intents, changes = kinds(ledger, "alias-intent"), kinds(ledger, "alias-change")
-    assert [i["step"] for i in intents] == [c["step"] for c in changes]
+    intents = kinds(ledger, "alias-intent")
+    outcomes = [r for r in ledger.records(ENV) if r["kind"] in ("alias-change", "alias-failed")]
+    assert [i["step"] for i in intents] == [c["step"] for c in outcomes]
     return ends[0]
 
 
@@ -79,7 +80,7 @@ def test_quick_interrupts_during_a_bake_roll_back_and_end_with_a_record(world, g
     end = _complete(world.ledger)
     assert end["outcome"] == "rolled-back"
     assert kinds(world.ledger, "alias-change")[-1]["step"] == "rollback"
-    assert end["interrupts"] >= 3
+    assert end["interrupts"] >= 1  # signals closer together than the interpreter checks for them count once
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the run's guard is gone
 
 
@@ -199,7 +200,8 @@ def test_a_failed_shift_that_did_not_apply_still_rolls_back(world):  # noqa: F81
     with pytest.raises(ReleaseFailed):
         release.deploy(world.settings, world.ports)
     assert world.router.read().version == "1" and world.router.read().weights == {}
-    assert kinds(world.ledger, "run-end")[-1]["outcome"] == "rolled-back"
+    assert _complete(world.ledger)["outcome"] == "rolled-back"
+    assert [r["step"] for r in kinds(world.ledger, "alias-failed")] == [50]
 
 
 # -- the plan's strategy -----------------------------------------------------------------------------------------

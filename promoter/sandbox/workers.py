@@ -392,6 +392,9 @@ def start_worker(spec: FunctionVersion, code_dir: Path, log_dir: Path, base_env:
     return worker
 
 
+PARALLEL_STARTS = max(1, os.cpu_count() or 1)  # execution environments of one version starting at once
+
+
 class WorkerPool:
     """Warm execution environments of one version: reused, and grown as Lambda scales out: an invocation that
     finds none idle starts one of its own (one per waiting invocation), up to ``max_workers`` (the function's
@@ -451,8 +454,10 @@ class WorkerPool:
                     if self._init_error is not None and self._starting == 0:
                         error, self._init_error = self._init_error, None
                         raise WorkerInitFailed(error)
-                    # scale out: an environment starting for every invocation waiting, within the concurrency
-                    if self._starting < self._waiting and len(self._all) + self._starting < self.max_workers:
+                    # scale out: an environment starting for each invocation waiting, within the concurrency, a
+                    # few at a time: starts cost CPU, and an environment freed meanwhile serves a waiter first
+                    if self._starting < min(self._waiting, PARALLEL_STARTS) and \
+                            len(self._all) + self._starting < self.max_workers:
                         self._starting += 1
                         threading.Thread(target=self._spawn, daemon=True, name="worker-spawn").start()
                     remaining = deadline - time.monotonic()

@@ -46,7 +46,8 @@ def _workers(fronts, name: str) -> list[dict]:
 
 
 def test_concurrent_invocations_get_an_execution_environment_each(fronts):
-    # GIVEN twelve invocations at once, each holding its environment for four seconds
+    # GIVEN twelve invocations at once, each holding its environment for ten seconds (the environments start a
+    # few at a time, all well within that)
     _function(fronts, "scale-probe")
     lam = _lambda(fronts)
     pids: list[int] = []
@@ -54,7 +55,7 @@ def test_concurrent_invocations_get_an_execution_environment_each(fronts):
 
     def one() -> None:
         try:
-            pids.append(_invoke(lam, "scale-probe", {"action": "sleep", "seconds": 4})["pid"])
+            pids.append(_invoke(lam, "scale-probe", {"action": "sleep", "seconds": 10})["pid"])
         except BaseException as exc:
             errors.append(exc)
 

@@ -187,6 +187,7 @@ def run_rehearsal(settings: RehearsalSettings, observer: Observer = lambda _k, _
                                  plan_path=settings.plan_path)
             ctx["env_vars"] = sandbox.env_vars()
             ctx["token"] = sandbox.token("campaigns-admin")
+            ctx["sandbox"] = sandbox
             return "endpoints " + ", ".join(f"{k}={v}" for k, v in sandbox.endpoints.items()), {
                 "endpoints": sandbox.endpoints}
 
@@ -291,20 +292,27 @@ def _run_steps(settings, plan, ledger, ctx, step, result, base, observer) -> Non
                 analysis_interval=settings.analysis_interval, artifact=Path(ctx["artifact"].path), target="local",
                 allow_untagged=True, out_dir=base / "dist",
             )
+            # a control-plane fault: the first alias change is applied and its reply lost
+            ctx["sandbox"].add_fault({"service": "lambda", "operation": "UpdateAlias", "kind": "drop", "count": 1})
             record = release.deploy(ds, ports, notes)
             alias = ports.router.read()
             ctx["good_version"] = record.candidate_version
+            settled = [c["step"] for c in record.alias_changes if c.get("settled")]
             data = {"run_id": record.run_id, "outcome": record.outcome, "version": record.candidate_version,
-                    "verdicts": len(record.verdicts)}
+                    "verdicts": len(record.verdicts), "lost_replies_recognised": settled}
             if record.outcome != "succeeded":
                 raise _Expectation(f"deploy ended {record.outcome}: {record.reason}")
             if alias.version != record.candidate_version or alias.weights:
                 raise _Expectation(f"alias is on {alias.version} with {alias.weights}, not 100 % on the new version")
+            if not settled:
+                raise _Expectation("the injected lost UpdateAlias reply was not recognised in the ledger")
             steps = "/".join(str(s.weight) for s in release.plan_steps(plan, env, canary=True, bake_seconds=None))
-            return f"version {record.candidate_version} through {steps} %, {len(record.verdicts)} verdicts", data
+            return (f"version {record.candidate_version} through {steps} %, {len(record.verdicts)} verdicts; the "
+                    f"reply to the {settled[0]} % alias change was dropped (injected) and recognised as applied",
+                    data)
 
-        deployed = step("deploy", f"Canary deploy {GOOD_RELEASE}", "reaches 100 % with every verdict passing",
-                        deploy_good)
+        deployed = step("deploy", f"Canary deploy {GOOD_RELEASE}", "reaches 100 % with every verdict passing, "
+                        "through a lost UpdateAlias reply", deploy_good)
 
         def smoke():
             client = HttpClient(api_url, token=ctx["token"], timeout=15)

@@ -72,3 +72,24 @@ def test_a_p95_threshold_the_function_timeout_never_lets_it_reach_is_refused():
                         "10000 ms can never be exceeded: service.timeout_seconds stops every invocation at 10000 ms, "
                         "set it below the timeout"]
 
+
+
+@pytest.mark.parametrize(("old", "new", "field"), [
+    ("    threshold: 5.0\n", "    threshold: 100\n", "alarms.0.threshold"),
+    ("    threshold: 2000\n", "    threshold: 10000\n", "alarms.1.threshold"),
+])
+def test_an_alarm_that_can_never_fire_is_refused(old, new, field):
+    # a percentage above 100 % of errors, or a duration at the function's timeout, is never exceeded
+    text = TEXT.replace(old, new, 1)
+    problems = problems_of(text)
+    assert len(problems) == 1 and f": {field}: " in problems[0] and "can never" in problems[0], problems
+    assert problems[0].startswith(f"line {_line(text, new.strip())}: ")
+
+
+@pytest.mark.parametrize(("old", "new", "field"), [
+    ("analysis_interval_seconds: 60", "analysis_interval_seconds: 86400", "canary.analysis_interval_seconds"),
+    ("      bake_seconds: 900           #", "      bake_seconds: 9000000           #", "canary.steps.0.bake_seconds"),
+])
+def test_canary_timings_out_of_range_are_refused(old, new, field):
+    problems = problems_of(TEXT.replace(old, new, 1))
+    assert len(problems) == 1 and f": {field}: " in problems[0], problems

@@ -664,7 +664,9 @@ class _Run:
             self.last_set = self.p.router.read()
         except KeyboardInterrupt:
             self.end("aborted", "interrupted before any traffic moved; the alias was not changed")
-            raise Interrupted("interrupted before any traffic moved; the alias was not changed") from None
+            raise Interrupted("interrupted before any traffic moved; the alias was not changed",
+                              hint=f"deploy again when ready: promoter deploy --env {self.env}",
+                              exit_code=int(ExitCode.REFUSED)) from None
         except _Stop as stop:
             self.end("refused", stop.reason)
             raise PromoterError(f"pre-traffic gate failed, no traffic moved: {stop.reason}",

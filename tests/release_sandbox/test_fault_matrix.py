@@ -111,6 +111,25 @@ def test_three_quick_ctrl_c_at_each_bake_roll_back_with_a_record(sandbox, built,
     complete_ledger(sandbox)
 
 
+def test_three_quick_ctrl_c_during_the_pre_traffic_gate_move_nothing(sandbox, built):
+    # GIVEN the gate's direct invocations slowed (1.5 s each), and no user traffic to share the fault with
+    sandbox.sb.add_fault({"service": "lambda", "operation": "Invoke", "kind": "latency", "latency_ms": 1500,
+                          "count": 7})
+    proc = deploy(built, "--canary", bake="6")
+    lam = boto3.client("lambda")
+    wait_for(lambda: len(lam.list_versions_by_function(FunctionName=sandbox.names.function)["Versions"]) == 3)
+    time.sleep(0.5)
+    for _ in range(3):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.003)
+    code, err = finish(proc)
+    assert code == 1, err
+    assert "interrupted before any traffic moved" in err
+    assert alias(sandbox) == {"version": "1", "weights": {}}
+    assert last_end(sandbox)["outcome"] == "aborted"
+    complete_ledger(sandbox)
+
+
 def test_sigterm_mid_bake_rolls_back(sandbox, built):
     with traffic(sandbox):
         proc = deploy(built, "--canary")

@@ -491,3 +491,29 @@ def test_status_and_history_say_when_a_ledger_line_was_torn(world, monkeypatch):
     result = CliRunner().invoke(app, ["status", "--env", ENV, "--json", "--ledger-dir", str(world.ledger.root)],
                                 env=env)
     assert any(warning in w for w in json.loads(result.stdout)["ledger_warnings"])
+
+
+def test_interrupts_during_the_pre_traffic_gate_end_the_run_with_nothing_moved(world):  # noqa: F811
+    # GIVEN three interrupts arriving while the new version answers the gate's requests
+    answer = world.invoker.invoke
+
+    def slow(version, event):
+        if len(world.invoker.calls) == 2:
+            _signals(3, 0.003)
+            time.sleep(0.5)
+        return answer(version, event)
+
+    world.invoker.invoke = slow
+    late = []
+    previous = signal.signal(signal.SIGINT, lambda *_: late.append(1))  # any arriving after the run ended
+    try:
+        with pytest.raises(Interrupted) as info:
+            release.deploy(world.settings, world.ports)
+        time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    # THEN no traffic moved, the exit is 1 (nothing changed for users; 130 is for --on-interrupt hold), on record
+    assert info.value.exit_code == 1
+    assert world.router.sets == []
+    end = _complete(world.ledger)
+    assert end["outcome"] == "aborted" and "before any traffic moved" in end["reason"]

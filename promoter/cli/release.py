@@ -229,9 +229,31 @@ def deploy(
             f"stable version {current.version if current else '?'}; release {release_tag or 'HEAD tag'}",
             "steps: " + " -> ".join(f"{s.weight}% (bake {s.bake_seconds:g}s)" for s in steps),
         ], yes)
-    with release.sigterm_as_interrupt(), LiveDisplay(json_output) as display:
-        record = release.deploy(settings, ports, display)
+    try:
+        with release.sigterm_as_interrupt(), LiveDisplay(json_output) as display:
+            record = release.deploy(settings, ports, display)
+    finally:
+        _hold_off_late_interrupts()
     _print_record(record, json_output)
+
+
+def _hold_off_late_interrupts() -> None:
+    """Once the engine has returned or raised, the run's record is written: until the command has printed the
+    outcome and exited, Ctrl-C and SIGTERM are ignored, so a late one cannot replace the run's exit code."""
+    import signal
+    import threading
+
+    import click
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    click.get_current_context().find_root().call_on_close(restore)
 
 
 def _print_record(record, json_output: bool) -> None:
@@ -271,10 +293,13 @@ def rollback(
     ports = _ports(app, env_name)
     if not dry_run:
         _confirm(app, env_name, [f"roll back {app.plan.names(env_name).function} in {env_name} to {to}"], yes)
-    record = release.rollback_to(
-        release.RollbackSettings(plan=app.plan, env=env_name, to=to, lock_wait=lock_wait, dry_run=dry_run,
-                                 allow_failed=allow_failed), ports
-    )
+    try:
+        record = release.rollback_to(
+            release.RollbackSettings(plan=app.plan, env=env_name, to=to, lock_wait=lock_wait, dry_run=dry_run,
+                                     allow_failed=allow_failed), ports
+        )
+    finally:
+        _hold_off_late_interrupts()
     _print_record(record, json_output)
 
 
@@ -401,7 +426,10 @@ def abort(
     app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, json_output=json_output)
     env_name = _env_of(app, "abort")
     _confirm(app, env_name, [f"abort the unfinished or failed deploy in {env_name}"], yes)
-    record = release.abort(app.plan, env_name, _ports(app, env_name), lock_wait=lock_wait)
+    try:
+        record = release.abort(app.plan, env_name, _ports(app, env_name), lock_wait=lock_wait)
+    finally:
+        _hold_off_late_interrupts()
     _print_record(record, json_output)
 
 

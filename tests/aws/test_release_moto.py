@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import zipfile
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -249,6 +250,8 @@ def test_rollback_to_resolves_tags_and_refuses_unknown_ones(sit):
     assert sit.lam.get_alias(FunctionName=sit.names.function, Name=sit.names.alias)["FunctionVersion"] == "1"
 
     result = runner.invoke(cli, ["rollback", "--env", ENV, "--to", "v7.7.7", "--yes"], env=env)
+    # the command ignored interrupts only until it had printed its outcome
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert result.exit_code == 1
     assert "never deployed" in result.output and "v1.0.0 (version 1)" in result.output
     assert "v1.1.0 (version 2)" in result.output

@@ -111,6 +111,23 @@ def test_three_quick_ctrl_c_at_each_bake_roll_back_with_a_record(sandbox, built,
     complete_ledger(sandbox)
 
 
+def test_three_quick_ctrl_c_during_the_build_change_nothing_and_are_recorded(sandbox, tmp_path):
+    proc = promoter("deploy", "--env", ENV, "--canary", "--release", "v1.1.0", "--target", "local",
+                    "--allow-untagged", "--yes", "--out", str(tmp_path / "dist"))
+    for line in proc.stderr:  # the build announces itself before the slow part
+        if "vendoring dependencies" in line:
+            break
+    for _ in range(3):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.003)
+    code, err = finish(proc)
+    assert code == 1, err
+    assert "interrupted before" in err  # before anything changed (or, had the build just finished, any traffic)
+    assert alias(sandbox) == {"version": "1", "weights": {}}
+    runs = complete_ledger(sandbox)
+    assert [r["outcome"] for r in runs] == ["aborted"]
+
+
 def test_three_quick_ctrl_c_during_the_pre_traffic_gate_move_nothing(sandbox, built):
     # GIVEN the gate's direct invocations slowed (1.5 s each), and no user traffic to share the fault with
     sandbox.sb.add_fault({"service": "lambda", "operation": "Invoke", "kind": "latency", "latency_ms": 1500,

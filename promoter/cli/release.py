@@ -159,6 +159,7 @@ def _ports(app: App, env: str):
 
 
 def deploy(
+    ctx: typer.Context,
     env: EnvOpt = None,
     canary: Annotated[bool, typer.Option(
         "--canary", help="Shift by the plan's canary steps (default where its strategy is canary).")] = False,
@@ -233,17 +234,15 @@ def deploy(
         with release.sigterm_as_interrupt(), LiveDisplay(json_output) as display:
             record = release.deploy(settings, ports, display)
     finally:
-        _hold_off_late_interrupts()
+        _hold_off_late_interrupts(ctx)
     _print_record(record, json_output)
 
 
-def _hold_off_late_interrupts() -> None:
+def _hold_off_late_interrupts(ctx: typer.Context) -> None:
     """Once the engine has returned or raised, the run's record is written: until the command has printed the
     outcome and exited, Ctrl-C and SIGTERM are ignored, so a late one cannot replace the run's exit code."""
     import signal
     import threading
-
-    import click
 
     if threading.current_thread() is not threading.main_thread():
         return
@@ -253,7 +252,7 @@ def _hold_off_late_interrupts() -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
-    click.get_current_context().find_root().call_on_close(restore)
+    ctx.find_root().call_on_close(restore)
 
 
 def _print_record(record, json_output: bool) -> None:
@@ -270,6 +269,7 @@ def _print_record(record, json_output: bool) -> None:
 
 
 def rollback(
+    ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", help="Release tag (v1.0.0), 'previous', or a version number.")],
     env: EnvOpt = None,
     yes: YesOpt = False,
@@ -299,7 +299,7 @@ def rollback(
                                      allow_failed=allow_failed), ports
         )
     finally:
-        _hold_off_late_interrupts()
+        _hold_off_late_interrupts(ctx)
     _print_record(record, json_output)
 
 
@@ -410,6 +410,7 @@ def _summary(r: dict[str, Any]) -> str:
 
 
 def abort(
+    ctx: typer.Context,
     env: EnvOpt = None,
     yes: YesOpt = False,
     lock_wait: LockWaitOpt = 0,
@@ -429,7 +430,7 @@ def abort(
     try:
         record = release.abort(app.plan, env_name, _ports(app, env_name), lock_wait=lock_wait)
     finally:
-        _hold_off_late_interrupts()
+        _hold_off_late_interrupts(ctx)
     _print_record(record, json_output)
 
 

@@ -247,12 +247,20 @@ def _hold_off_late_interrupts(ctx: typer.Context) -> None:
     if threading.current_thread() is not threading.main_thread():
         return
     previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if _exits_after_the_command():
+        return  # the interpreter ends with the command: held off to the end, so the exit code is the run's
 
-    def restore() -> None:
+    def restore() -> None:  # the command runs inside another program (a test runner): give the signals back
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
     ctx.find_root().call_on_close(restore)
+
+
+def _exits_after_the_command() -> bool:
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return (spec is not None and spec.name == "promoter.__main__") or Path(sys.argv[0]).name == "promoter"
 
 
 def _print_record(record, json_output: bool) -> None:

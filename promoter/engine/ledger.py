@@ -186,7 +186,7 @@ class Ledger:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
                 current = self.lock_holder(env) or {}
-                if clock.now() >= deadline:
+                if clock.now() >= deadline or current.get("stale"):  # a dead holder never releases it
                     raise LockHeld(env, current, unfinished=self._unfinished(env, current)) from None
                 clock.sleep(min(1.0, max(0.05, deadline - clock.now())))
                 continue

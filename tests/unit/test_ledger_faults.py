@@ -88,3 +88,24 @@ def test_lock_break_command_refuses_a_live_holder_and_records_force(tmp_path):
         assert result.exit_code == 0, result.output
         assert ledger.lock_holder("sit") is None
     assert ledger.records("sit", kind="lock-broken")[0]["forced"] is True
+
+
+def test_waiting_for_a_dead_holders_lock_is_not_attempted(tmp_path):
+    class Clock:
+        t = 0.0
+
+        def now(self):
+            return self.t
+
+        def sleep(self, seconds):
+            self.t += seconds
+
+    ledger = Ledger(tmp_path)
+    path = ledger.lock_path("sit")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"who": "ci", "pid": _dead_pid(), "host": os.uname().nodename, "since": "t0"}))
+    clock = Clock()
+    with pytest.raises(LockHeld, match="no longer running"), ledger.lock("sit", purpose="deploy", wait_seconds=300,
+                                                                         clock=clock):
+        pass
+    assert clock.t == 0  # it would never be released: refused at once

@@ -1,12 +1,13 @@
 """Load the sandbox's API front at a fixed rate and print the latency it holds.
 
-    python bench/bench_sandbox.py [--rate 100] [--duration 20] [--threads 16] [--own]
+    python bench/bench_sandbox.py [--rate 100] [--duration 20] [--threads 16] [--connections both] [--own]
 
 Starts a sandbox for SIT (``promoter.sandbox.manager.Sandbox.up``; with ``--own``, or when that is not
 available, a minimal one of its own: moto, the two fronts, the service deployed through the Lambda front),
 creates one campaign, then drives ``GET /v1.0/campaigns/{id}`` at ``--rate`` requests per second for
-``--duration`` seconds from a thread pool over real loopback sockets (one keep-alive connection per thread),
-and prints the achieved rate, p50/p95/p99 latency and the errors. Bounded in count and time; loopback only.
+``--duration`` seconds from a thread pool over real loopback sockets (``--connections``: one keep-alive connection
+per thread, a new connection per request, or both, one run after the other), and prints the achieved rate,
+p50/p95/p99 latency and the errors. Bounded in count and time; loopback only.
 """
 
 from __future__ import annotations
@@ -134,7 +135,8 @@ def own_sandbox(state: Path):
                 proc.kill()
 
 
-def drive(api_url: str, token: str, rate: float, duration: float, threads: int) -> dict:
+def drive(api_url: str, token: str, rate: float, duration: float, threads: int,
+          new_connections: bool = False) -> dict:
     parts = urlsplit(api_url)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     setup = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
@@ -158,10 +160,12 @@ def drive(api_url: str, token: str, rate: float, duration: float, threads: int) 
         delay = due - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        conn = getattr(local, "conn", None)
+        conn = None if new_connections else getattr(local, "conn", None)
+        started = time.perf_counter()  # a new connection's handshake counts: it is part of what a client waits
         if conn is None:
-            conn = local.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-        started = time.perf_counter()
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+            if not new_connections:
+                local.conn = conn
         try:
             conn.request("GET", path, headers=headers)
             resp = conn.getresponse()
@@ -171,6 +175,8 @@ def drive(api_url: str, token: str, rate: float, duration: float, threads: int) 
             outcome = type(exc).__name__
             conn.close()
             local.conn = None
+        if new_connections:
+            conn.close()
         elapsed = (time.perf_counter() - started) * 1000  # from send, so scheduler lag is not counted twice
         with lock:
             latencies.append(elapsed)
@@ -199,6 +205,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--own", action="store_true", help="start a minimal sandbox instead of the manager's")
+    parser.add_argument("--connections", choices=("keep-alive", "new", "both"), default="both",
+                        help="one keep-alive connection per thread, a new connection per request, or both runs")
     args = parser.parse_args()
     if args.rate * args.duration > 20000:
         parser.error("at most 20000 requests per run")
@@ -216,12 +224,17 @@ def main() -> int:
                       file=sys.stderr)
                 api, token = stack.enter_context(own_sandbox(state))
                 how = "own"
-        result = drive(api, token, args.rate, args.duration, args.threads)
-    result["sandbox"] = how
-    print(json.dumps(result, indent=2))
-    print(f"GET /v1.0/campaigns/{{id}}: {result['achieved_rps']} req/s for {result['wall_s']} s; "
-          f"p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, p99 {result['p99_ms']} ms; "
-          f"{result['errors']} errors")
+        modes = ["keep-alive", "new"] if args.connections == "both" else [args.connections]
+        results = []
+        for mode in modes:
+            result = drive(api, token, args.rate, args.duration, args.threads, new_connections=mode == "new")
+            result["sandbox"], result["connections"] = how, mode
+            results.append(result)
+    print(json.dumps(results, indent=2))
+    for result in results:
+        print(f"GET /v1.0/campaigns/{{id}} ({result['connections']} connections): {result['achieved_rps']} req/s "
+              f"for {result['wall_s']} s; p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, "
+              f"p99 {result['p99_ms']} ms; {result['errors']} errors")
     return 0
 
 

@@ -9,6 +9,7 @@
     ├── AwsError                        an AWS call failed (access denied, throttled, unreachable)
     │   └── PreconditionFailed          a RevisionId / CodeSha256 guard tripped (someone else changed it)
     ├── LockHeld                        another run holds the environment's lock
+    ├── LockLost                        the run's lock was broken under it; it left the alias alone; exit 4
     ├── RefusedError                    a guard refused to act (destructive plan, stale plan, no approval)
     ├── ReleaseFailed                   a release failed and the alias was rolled back cleanly; exit 3
     ├── Interrupted                     Ctrl-C / SIGTERM stopped a run; exit 3 if rolled back, else 130
@@ -82,17 +83,33 @@ class PreconditionFailed(AwsError):
 
 
 class LockHeld(PromoterError):
-    def __init__(self, env: str, holder: dict) -> None:
+    def __init__(self, env: str, holder: dict, *, unfinished: dict | None = None) -> None:
         who = holder.get("who", "unknown")
         since = holder.get("since", "unknown time")
         pid = holder.get("pid", "?")
         host = holder.get("host", "?")
-        super().__init__(
-            f"environment {env!r} is locked by {who} (pid {pid} on {host}) since {since}",
-            hint=f"wait for that run to end, or if it is dead: promoter lock break --env {env}",
-        )
+        message = f"environment {env!r} is locked by {who} (pid {pid} on {host}) since {since}"
+        hint = f"wait for that run to end, or if it is dead: promoter lock break --env {env}"
+        if holder.get("stale"):
+            message += ", which is no longer running"
+            hint = f"promoter lock break --env {env}"
+            if unfinished is not None:
+                message += f"; its run {unfinished['run_id']} is unfinished"
+                if unfinished.get("kind_of_run") == "deploy":
+                    hint += (f", then continue the run with promoter deploy --env {env} --resume or roll it back "
+                             f"with promoter abort --env {env}")
+                else:
+                    hint += f", then check the alias with promoter status --env {env}"
+        super().__init__(message, hint=hint)
         self.env = env
         self.holder = holder
+        self.unfinished = unfinished
+
+
+class LockLost(PromoterError):
+    """The run's lock was broken while it ran; it stopped without touching the alias again."""
+
+    exit_code = ExitCode.ROLLBACK_FAILED
 
 
 class RefusedError(PromoterError):

@@ -134,6 +134,24 @@ class LiveDisplay:
             self.live.update(self._render())
 
 
+def _env_of(app: App, command: str) -> str:
+    """The command's environment; a plan that does not load is a refusal, recorded in that environment's ledger."""
+    import re
+
+    from promoter.errors import PlanError
+
+    try:
+        return app.env
+    except PlanError as exc:
+        if app.env_name and re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", app.env_name):
+            from promoter.engine.ledger import new_run_id, whoami
+
+            app.ledger().append(app.env_name, "refusal", run_id=new_run_id(), command=command, outcome="refused",
+                                reason=f"the plan did not load: {exc}", error="PlanError", hint=exc.hint,
+                                who=whoami(), release=None)
+        raise
+
+
 def _ports(app: App, env: str):
     from promoter.engine.release import Ports
 
@@ -141,8 +159,14 @@ def _ports(app: App, env: str):
 
 
 def deploy(
+    ctx: typer.Context,
     env: EnvOpt = None,
-    canary: Annotated[bool, typer.Option("--canary", help="Shift by the plan's canary steps.")] = False,
+    canary: Annotated[bool, typer.Option(
+        "--canary", help="Shift by the plan's canary steps (default where its strategy is canary).")] = False,
+    all_at_once: Annotated[str | None, typer.Option(
+        "--all-at-once", metavar="REASON",
+        help="Shift straight to 100 % where the plan says canary; the reason is recorded. Refused where the plan "
+        "requires the canary.")] = None,
     release_tag: Annotated[str | None, typer.Option("--release", help="Release tag. Default: HEAD's tag.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan with read-only calls; change nothing.")] = False,
     yes: YesOpt = False,
@@ -185,17 +209,19 @@ def deploy(
             raise UsageError(f"--target {target!r}: choose one of: {', '.join(TARGETS)}")
     app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, json_output=json_output,
               repo_path=repo)
-    env_name = app.env
+    env_name = _env_of(app, "deploy")
     settings = release.DeploySettings(
         plan=app.plan, env=env_name, release=release_tag, canary=canary, dry_run=dry_run, bake_seconds=bake,
         analysis_interval=analysis_interval, artifact=artifact, target=target, env_vars=_parse_env_vars(env_var),
         on_interrupt=on_interrupt, resume=resume, lock_wait=lock_wait, allow_untagged=allow_untagged, out_dir=out,
-        repo=app.repo,
+        all_at_once_reason=all_at_once, repo=app.repo,
     )
+    release.check_strategy(settings)
     ports = _ports(app, env_name)
     if not dry_run:
         names = app.plan.names(env_name)
-        steps = release.plan_steps(app.plan, env_name, canary=canary, bake_seconds=bake)
+        steps = release.plan_steps(app.plan, env_name, canary=canary, bake_seconds=bake,
+                                   all_at_once=all_at_once is not None)
         asking = app.plan.environment(env_name).confirm and not yes and sys.stdin.isatty()
         if asking:
             ports.guard_account(env_name)  # never ask about an account the credentials do not reach
@@ -206,9 +232,37 @@ def deploy(
             f"stable version {current.version if current else '?'}; release {release_tag or 'HEAD tag'}",
             "steps: " + " -> ".join(f"{s.weight}% (bake {s.bake_seconds:g}s)" for s in steps),
         ], yes)
-    with release.sigterm_as_interrupt(), LiveDisplay(json_output) as display:
-        record = release.deploy(settings, ports, display)
+    try:
+        with release.sigterm_as_interrupt(), LiveDisplay(json_output) as display:
+            record = release.deploy(settings, ports, display)
+    finally:
+        _hold_off_late_interrupts(ctx)
     _print_record(record, json_output)
+
+
+def _hold_off_late_interrupts(ctx: typer.Context) -> None:
+    """Once the engine has returned or raised, the run's record is written: until the command has printed the
+    outcome and exited, Ctrl-C and SIGTERM are ignored, so a late one cannot replace the run's exit code."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if _exits_after_the_command():
+        return  # the interpreter ends with the command: held off to the end, so the exit code is the run's
+
+    def restore() -> None:  # the command runs inside another program (a test runner): give the signals back
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    ctx.find_root().call_on_close(restore)
+
+
+def _exits_after_the_command() -> bool:
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return (spec is not None and spec.name == "promoter.__main__") or Path(sys.argv[0]).name == "promoter"
 
 
 def _print_record(record, json_output: bool) -> None:
@@ -224,6 +278,7 @@ def _print_record(record, json_output: bool) -> None:
 
 
 def rollback(
+    ctx: typer.Context,
     to: Annotated[str, typer.Option("--to", help="Release tag (v1.0.0), 'previous', or a version number.")],
     env: EnvOpt = None,
     yes: YesOpt = False,
@@ -243,14 +298,17 @@ def rollback(
     _check_numbers(lock_wait=lock_wait)
 
     app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, json_output=json_output)
-    env_name = app.env
+    env_name = _env_of(app, "rollback")
     ports = _ports(app, env_name)
     if not dry_run:
         _confirm(app, env_name, [f"roll back {app.plan.names(env_name).function} in {env_name} to {to}"], yes)
-    record = release.rollback_to(
-        release.RollbackSettings(plan=app.plan, env=env_name, to=to, lock_wait=lock_wait, dry_run=dry_run,
-                                 allow_failed=allow_failed), ports
-    )
+    try:
+        record = release.rollback_to(
+            release.RollbackSettings(plan=app.plan, env=env_name, to=to, lock_wait=lock_wait, dry_run=dry_run,
+                                     allow_failed=allow_failed), ports
+        )
+    finally:
+        _hold_off_late_interrupts(ctx)
     _print_record(record, json_output)
 
 
@@ -269,17 +327,20 @@ def status(
     data = release.status(app.plan, env_name, _ports(app, env_name))
     if json_output:
         print_json(data)
+        if data["aws_error"]:
+            raise typer.Exit(1)
         return
     from rich.table import Table
 
     out = console()
     out.print(f"{data['function']}:{data['alias']} in {env_name}")
-    routes = Table("version", "traffic", "release", "sha256")
-    for r in data["routes"]:
-        routes.add_row(r["version"], f"{r['percent']:g}%", r["release"] or "-", (r["sha256"] or "-")[:12])
-    out.print(routes)
-    deployed = ", ".join(f"{t}={v}" for t, v in data["deployed_releases"].items()) or "none"
-    out.print(f"deployed releases: {deployed}")
+    if data["routes"] is not None:
+        routes = Table("version", "traffic", "release", "sha256")
+        for r in data["routes"]:
+            routes.add_row(r["version"], f"{r['percent']:g}%", r["release"] or "-", (r["sha256"] or "-")[:12])
+        out.print(routes)
+        deployed = ", ".join(f"{t}={v}" for t, v in data["deployed_releases"].items()) or "none"
+        out.print(f"deployed releases: {deployed}")
     runs = Table("run", "kind", "release", "outcome", "verdicts", "reason")
     runs.columns[0].no_wrap = True  # run ids are what --resume and history need: never cut
     for run in data["runs"]:
@@ -288,10 +349,32 @@ def status(
                      str(run.get("outcome") or "unfinished"), verdicts or "-", str(run.get("reason") or "")[:60])
     out.print(runs)
     lock = data["lock"]
-    out.print(f"lock: {lock['who']} since {lock['since']} ({lock.get('purpose')})" if lock else "lock: free")
+    if lock and lock.get("stale"):
+        out.print(f"lock: {lock['who']} since {lock['since']} ({lock.get('purpose')}), pid {lock.get('pid')} is no "
+                  f"longer running: promoter lock break --env {env_name}")
+    else:
+        out.print(f"lock: {lock['who']} since {lock['since']} ({lock.get('purpose')})" if lock else "lock: free")
     if data["unfinished_run"]:
         out.print(f"unfinished run {data['unfinished_run']}: promoter deploy --env {env_name} --resume, "
                   f"or promoter abort --env {env_name}")
+    if data["routes"] is None and data["last_alias"]:
+        last = data["last_alias"]
+        out.print(f"last alias change recorded: version {last['version']} weights {last['weights'] or '{}'} "
+                  f"(run {last['run_id']})")
+    _warn(data["ledger_warnings"])
+    if data["aws_error"]:
+        err = console(stderr=True)
+        err.print(f"error: the alias could not be read, so the above is what the ledger knows: {data['aws_error']}",
+                  markup=False, highlight=False, soft_wrap=True)
+        if data.get("aws_hint"):
+            err.print(f"hint: {data['aws_hint']}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _warn(lines: list[str]) -> None:
+    err = console(stderr=True)
+    for line in lines:
+        err.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 def history(
@@ -305,7 +388,9 @@ def history(
     from promoter.engine import release
 
     app = App(plan_path=plan, env_name=env, ledger_dir=ledger_dir, json_output=json_output)
-    runs = release.history(app.ledger(), app.env, limit=limit)
+    ledger = app.ledger()
+    runs = release.history(ledger, app.env, limit=limit)
+    _warn(ledger.warnings(app.env))
     if json_output:
         print_json(runs)
         return
@@ -335,6 +420,7 @@ def _summary(r: dict[str, Any]) -> str:
 
 
 def abort(
+    ctx: typer.Context,
     env: EnvOpt = None,
     yes: YesOpt = False,
     lock_wait: LockWaitOpt = 0,
@@ -349,9 +435,12 @@ def abort(
     _check_numbers(lock_wait=lock_wait)
 
     app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, json_output=json_output)
-    env_name = app.env
-    _confirm(app, env_name, [f"abort the interrupted deploy in {env_name}"], yes)
-    record = release.abort(app.plan, env_name, _ports(app, env_name), lock_wait=lock_wait)
+    env_name = _env_of(app, "abort")
+    _confirm(app, env_name, [f"abort the unfinished or failed deploy in {env_name}"], yes)
+    try:
+        record = release.abort(app.plan, env_name, _ports(app, env_name), lock_wait=lock_wait)
+    finally:
+        _hold_off_late_interrupts(ctx)
     _print_record(record, json_output)
 
 
@@ -361,20 +450,23 @@ lock_app = typer.Typer(help="The per-environment lock.", no_args_is_help=True, p
 @lock_app.command("break")
 def lock_break(
     env: EnvOpt = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Break it even though its holder still runs on this host (recorded; that run stops at its "
+        "next alias change).")] = False,
     plan: PlanOpt = None,
     ledger_dir: LedgerOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Break a stale lock (a run that died holding it). Recorded in the ledger."""
     app = App(plan_path=plan, env_name=env, ledger_dir=ledger_dir, json_output=json_output)
-    holder = app.ledger().break_lock(app.env)
+    holder = app.ledger().break_lock(app.env, force=force)
     if json_output:
         print_json({"env": app.env, "broken": holder})
         return
     if holder is None:
         typer.echo(f"{app.env}: no lock held")
     else:
-        alive = "" if holder.get("stale") else " (its process may still be running)"
+        alive = "" if holder.get("stale") else " (it may still be running; it stops at its next alias change)"
         typer.echo(f"{app.env}: broke the lock of {holder.get('who')} since {holder.get('since')}{alive}")
 
 

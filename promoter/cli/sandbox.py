@@ -135,6 +135,66 @@ def register(root: typer.Typer) -> None:
             print_json({"state_dir": str(sandbox.state_dir), "stopped": stopped})
         console(stderr=True).print(f"sandbox in {sandbox.state_dir} stopped", highlight=False)
 
+    faults = typer.Typer(
+        name="fault",
+        help="Inject control-plane faults into the running sandbox: throttling, 5xx, latency, or a reply dropped "
+        "after the call took effect, per service and operation, for a count of calls or a time.",
+        no_args_is_help=True,
+        pretty_exceptions_show_locals=False,
+    )
+
+    @faults.command("add")
+    def fault_add(
+        service: Annotated[str, typer.Option("--service", help="lambda, cloudwatch, sts, sqs, logs, ...")],
+        kind: Annotated[str, typer.Option("--kind", help="throttle, error (5xx), latency or drop.")],
+        operation: Annotated[str, typer.Option("--operation", help="UpdateAlias, GetAlias, ... or *.")] = "*",
+        count: Annotated[int | None, typer.Option("--count", min=1, help="Calls it hits (default 1).")] = None,
+        seconds: Annotated[float | None, typer.Option("--seconds", help="For this long from now.")] = None,
+        status: Annotated[int | None, typer.Option("--status", help="The 5xx of an error fault.")] = None,
+        latency_ms: Annotated[float, typer.Option("--latency-ms", help="The delay of a latency fault.")] = 0.0,
+        state_dir: StateDirOpt = None,
+        json_output: JsonOpt = False,
+    ) -> None:
+        """Add one fault rule; it ends after --count calls or --seconds, whichever comes first."""
+        from promoter.sandbox.manager import Sandbox
+
+        rule: dict = {"service": service, "operation": operation, "kind": kind, "latency_ms": latency_ms}
+        rule.update({k: v for k, v in (("count", count), ("seconds", seconds), ("status", status)) if v is not None})
+        added = Sandbox.attach(state_dir).add_fault(rule)
+        if json_output:
+            print_json(added)
+            return
+        typer.echo(f"fault {added['id']}: {added['kind']} on {added['service']} {added['operation']} "
+                   + (f"for {added['count']} call(s)" if added.get("count") else "")
+                   + (f" for {added['seconds']:g}s" if added.get("seconds") else ""))
+
+    @faults.command("list")
+    def fault_list(state_dir: StateDirOpt = None, json_output: JsonOpt = False) -> None:
+        """The fault rules of the running sandbox, with how many calls each hit."""
+        from promoter.sandbox.manager import Sandbox
+
+        rules = Sandbox.attach(state_dir).faults()
+        if json_output:
+            print_json(rules)
+            return
+        for r in rules:
+            typer.echo(f"{r['id']} {r['kind']:<8} {r['service']} {r['operation']} hits={r['hits']} "
+                       f"{'active' if r['active'] else 'spent'}")
+        if not rules:
+            typer.echo("no faults")
+
+    @faults.command("clear")
+    def fault_clear(state_dir: StateDirOpt = None, json_output: JsonOpt = False) -> None:
+        """Remove every fault rule."""
+        from promoter.sandbox.manager import Sandbox
+
+        cleared = Sandbox.attach(state_dir).clear_faults()
+        if json_output:
+            print_json({"cleared": cleared})
+            return
+        typer.echo(f"cleared {cleared} fault(s)")
+
+    app.add_typer(faults, name="fault")
     root.add_typer(app, name="sandbox")
 
 

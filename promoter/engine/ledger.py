@@ -13,7 +13,9 @@ Safety:
   ``fsync``; two processes never interleave, and a crash leaves at most one torn last line, which readers
   skip and report in ``Ledger.torn_lines``.
 - The lock is a file created with ``O_CREAT | O_EXCL`` holding who, pid, host and since when. A lock whose
-  pid is dead on this host is stale; stale locks are never broken silently, only by ``break_lock``.
+  pid is dead on this host is stale (refusals say so, naming the holder's unfinished run); stale locks are never
+  broken silently, only by ``break_lock``, which refuses a holder whose pid still runs here unless forced. A run
+  checks with ``holds`` before each alias change that nobody broke its lock meanwhile.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from promoter.errors import LockHeld, PromoterError
+from promoter.errors import LockHeld, PromoterError, RefusedError
 
 HOME_ENV_VAR = "PROMOTER_HOME"
 
@@ -114,7 +116,8 @@ class Ledger:
                 try:
                     record = json.loads(raw)
                 except ValueError:
-                    self.torn_lines.append((str(path), number))
+                    if (str(path), number) not in self.torn_lines:
+                        self.torn_lines.append((str(path), number))
                     continue
                 if kind and record.get("kind") != kind:
                     continue
@@ -138,7 +141,17 @@ class Ledger:
                 run.update(outcome=record.get("outcome"), ended=record["ts"], reason=record.get("reason"))
             elif record["kind"] == "alias-change":
                 run["last_alias"] = record.get("after")
+            elif record["kind"] == "refusal":  # a command refused before it changed anything: a run of one record
+                run.update(kind_of_run=record.get("command"), outcome=record.get("outcome", "refused"),
+                           reason=record.get("reason"), release=record.get("release"), who=record.get("who"),
+                           started=record["ts"], ended=record["ts"], refusal=True)
         return list(runs.values())
+
+    def warnings(self, env: str) -> list[str]:
+        """What readers of ``env``'s ledger had to skip, one line each (empty when every line was whole)."""
+        path = str(self.path(env))
+        return [f"{p}: line {n} is not a whole record (a write was cut short, for example by a crash) and was skipped"
+                for p, n in self.torn_lines if p == path]
 
     # -- locks ---------------------------------------------------------------------------------------------
     def lock_path(self, env: str) -> Path:
@@ -183,8 +196,8 @@ class Ledger:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
                 current = self.lock_holder(env) or {}
-                if clock.now() >= deadline:
-                    raise LockHeld(env, current) from None
+                if clock.now() >= deadline or current.get("stale"):  # a dead holder never releases it
+                    raise LockHeld(env, current, unfinished=self._unfinished(env, current)) from None
                 clock.sleep(min(1.0, max(0.05, deadline - clock.now())))
                 continue
             with os.fdopen(fd, "w") as fh:
@@ -199,13 +212,40 @@ class Ledger:
                 if json.loads(path.read_text()).get("token") == holder["token"]:
                     path.unlink()
 
-    def break_lock(self, env: str) -> dict[str, Any] | None:
+    def holds(self, env: str, token: str) -> bool:
+        """Whether the lock of ``env`` is still the one taken with ``token`` (nobody broke it meanwhile)."""
+        try:
+            return json.loads(self.lock_path(env).read_text()).get("token") == token
+        except (FileNotFoundError, ValueError):
+            return False
+
+    def break_lock(self, env: str, *, force: bool = False) -> dict[str, Any] | None:
+        """Remove the lock of ``env``, recorded. A holder provably alive (its pid runs on this host) is refused
+        unless ``force``, because its run would go on moving the alias beside whoever takes the lock next."""
         holder = self.lock_holder(env)
-        if holder is not None:
-            with contextlib.suppress(FileNotFoundError):
-                self.lock_path(env).unlink()
-            self.append(env, "lock-broken", holder=holder, by=whoami())
+        if holder is None:
+            return None
+        alive = _is_alive(holder)
+        if alive and not force:
+            raise RefusedError(
+                f"the lock of {env} is held by {holder.get('who')} (pid {holder.get('pid')} on {holder.get('host')}, "
+                f"{holder.get('purpose') or 'unknown purpose'}), which is still running",
+                hint="wait for it to end or stop it (Ctrl-C rolls it back); to break the lock anyway, and have that "
+                f"run stop at its next alias change: promoter lock break --env {env} --force",
+            )
+        with contextlib.suppress(FileNotFoundError):
+            self.lock_path(env).unlink()
+        self.append(env, "lock-broken", holder=holder, by=whoami(), forced=force, holder_alive=alive)
         return holder
+
+    def _unfinished(self, env: str, holder: dict[str, Any]) -> dict[str, Any] | None:
+        """The holder's run, when the holder is dead and its run has no end record."""
+        if not holder.get("stale") or not holder.get("run_id"):
+            return None
+        for run in self.runs(env):
+            if run["run_id"] == holder["run_id"] and run.get("outcome") is None:
+                return run
+        return None
 
 
 def whoami() -> str:
@@ -214,6 +254,19 @@ def whoami() -> str:
     except Exception:
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
+
+
+def _is_alive(holder: dict[str, Any]) -> bool:
+    """True only when the holder's pid provably runs on this host."""
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _is_stale(holder: dict[str, Any]) -> bool:

@@ -188,8 +188,8 @@ def run_rehearsal(settings: RehearsalSettings, observer: Observer = lambda _k, _
             sandbox = Sandbox.up(plan=settings.plan, env=settings.env, state_dir=state_dir,
                                  plan_path=settings.plan_path, repo=settings.repo)
             ctx["env_vars"] = sandbox.env_vars()
-            ctx["sandbox"] = sandbox
             ctx["token"] = sandbox.token("campaigns-admin")
+            ctx["sandbox"] = sandbox
             return "endpoints " + ", ".join(f"{k}={v}" for k, v in sandbox.endpoints.items()), {
                 "endpoints": sandbox.endpoints}
 
@@ -296,15 +296,20 @@ def _run_steps(settings, plan, ledger, ctx, step, result, base, observer) -> Non
                 analysis_interval=settings.analysis_interval, artifact=Path(ctx["artifact"].path), target="lambda",
                 allow_untagged=True, out_dir=base / "dist", repo=repo,
             )
+            # a control-plane fault: the first alias change is applied and its reply lost
+            ctx["sandbox"].add_fault({"service": "lambda", "operation": "UpdateAlias", "kind": "drop", "count": 1})
             record = release.deploy(ds, ports, notes)
             alias = ports.router.read()
             ctx["good_version"] = record.candidate_version
+            settled = [c["step"] for c in record.alias_changes if c.get("settled")]
             data = {"run_id": record.run_id, "outcome": record.outcome, "version": record.candidate_version,
-                    "verdicts": len(record.verdicts)}
+                    "verdicts": len(record.verdicts), "lost_replies_recognised": settled}
             if record.outcome != "succeeded":
                 raise _Expectation(f"deploy ended {record.outcome}: {record.reason}")
             if alias.version != record.candidate_version or alias.weights:
                 raise _Expectation(f"alias is on {alias.version} with {alias.weights}, not 100 % on the new version")
+            if not settled:
+                raise _Expectation("the injected lost UpdateAlias reply was not recognised in the ledger")
             steps = "/".join(str(s.weight) for s in release.plan_steps(plan, env, canary=True, bake_seconds=None))
             python = _python_of(ctx.get("sandbox"), record.candidate_version)
             data["python"] = python
@@ -313,10 +318,11 @@ def _run_steps(settings, plan, ledger, ctx, step, result, base, observer) -> Non
                                    f"({plan.service.runtime}): {python.get('error') or python}")
             return (f"version {record.candidate_version} ({Path(ctx['artifact'].path).name}) through {steps} %, "
                     f"{len(record.verdicts)} verdicts; ran under {plan.service.runtime} as Python "
-                    f"{python['version']} ({python['path']})"), data
+                    f"{python['version']} ({python['path']}); the reply to the {settled[0]} % alias change was "
+                    "dropped (injected) and recognised as applied", data)
 
-        deployed = step("deploy", f"Canary deploy {GOOD_RELEASE}", "reaches 100 % with every verdict passing",
-                        deploy_good)
+        deployed = step("deploy", f"Canary deploy {GOOD_RELEASE}", "reaches 100 % with every verdict passing, "
+                        "through a lost UpdateAlias reply", deploy_good)
 
         def smoke():
             client = HttpClient(api_url, token=ctx["token"], timeout=15)

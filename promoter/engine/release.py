@@ -18,7 +18,8 @@ Triggers", done as progressive delivery):
    after), and during each bake judge the canary against the stable version every analysis interval
    (:mod:`promoter.engine.canary`);
 7. **end**: on a failed verdict, an interrupt or a foreign change, roll back to the stable version (or hold,
-   when asked) and record the outcome with every number used.
+   when asked) and record the outcome with every number used. The first Ctrl-C or SIGTERM stops the run; any
+   later one is counted in the end record and never stops a rollback that has begun (:class:`InterruptGuard`).
 
 Ports (small protocols, so the state machine runs on fakes in unit tests): :class:`AliasRouter`,
 :class:`MetricSource`, :class:`Invoker`, :class:`FunctionStore`, and the ledger's ``Clock``. The engine
@@ -30,8 +31,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import os
 import re
 import signal
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -49,6 +52,7 @@ from promoter.engine.smoke_requests import PRETRAFFIC_CLAIMS, SmokeResult, run_s
 from promoter.errors import (
     AwsError,
     Interrupted,
+    LockLost,
     PreconditionFailed,
     PromoterError,
     RefusedError,
@@ -56,6 +60,7 @@ from promoter.errors import (
     RollbackFailed,
     UsageError,
 )
+from promoter.exitcodes import ExitCode
 from promoter.plan.models import Plan
 
 Outcome = Literal["succeeded", "rolled-back", "rollback-failed", "refused", "interrupted-hold", "aborted", "dry-run"]
@@ -181,6 +186,7 @@ class DeploySettings:
     target: str | None = None  # build target; default: the environment's build_target
     env_vars: dict[str, str] = field(default_factory=dict)
     on_interrupt: Literal["rollback", "hold"] = "rollback"
+    all_at_once_reason: str | None = None  # shift straight to 100 % where the plan says canary (recorded)
     resume: bool = False
     lock_wait: float = 0
     allow_untagged: bool = False
@@ -279,6 +285,43 @@ class RunRecord:
         return dict(self.__dict__)
 
 
+class InterruptGuard:
+    """Ctrl-C and SIGTERM during a run: the first one stops the run (as ``KeyboardInterrupt``); every later one,
+    and any that arrives once the run has begun to end (a rollback, a hold, the end record), is counted and
+    otherwise ignored, so a rollback that has started always finishes and the run always ends with a record.
+
+    Installed only in the main thread (the only one Python delivers signals to); elsewhere it only counts.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.stopping = False
+
+    def _handle(self, _signum: int, _frame: Any) -> None:
+        self.count += 1
+        if not self.stopping:
+            self.stopping = True
+            raise KeyboardInterrupt
+
+    def stop(self) -> None:
+        """From now on interrupts are only counted: the run is ending."""
+        self.stopping = True
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[InterruptGuard]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 class _Stop(Exception):
     """Internal: the bake decided to roll back."""
 
@@ -299,8 +342,9 @@ class _Foreign(Exception):
 
 
 # -- step layout (pure) ----------------------------------------------------------------------------------------
-def plan_steps(plan: Plan, env: str, *, canary: bool, bake_seconds: float | None) -> tuple[Step, ...]:
-    if not plan.uses_canary(env, canary):
+def plan_steps(plan: Plan, env: str, *, canary: bool, bake_seconds: float | None,
+               all_at_once: bool = False) -> tuple[Step, ...]:
+    if not plan.uses_canary(env, canary, all_at_once=all_at_once):
         return (Step(100, 0),)
     steps = []
     for s in plan.canary.steps:
@@ -333,8 +377,30 @@ def manual_rollback_command(function: str, alias: str, version: str, region: str
             f"--routing-config AdditionalVersionWeights={{}}{region_opt}")
 
 
+SETTLE_SECONDS = 10.0
+
+
+def read_if_applied(router: AliasRouter, clock: Clock, wanted: AliasState) -> AliasState | None:
+    """After a failed or ambiguous UpdateAlias: the alias as read now when it is exactly the routing that was asked
+    for (the change was applied and its reply lost, or the SDK's retry of it met its own RevisionId), else None.
+    A failing read is retried on ``clock`` for up to ``SETTLE_SECONDS``."""
+    deadline = clock.now() + SETTLE_SECONDS
+    while True:
+        try:
+            found = router.read()
+        except AwsError:
+            if clock.now() >= deadline:
+                return None
+            clock.sleep(1.0)
+            continue
+        return found if found.same_routing(wanted) else None
+
+
 # -- artifact ------------------------------------------------------------------------------------------------
-def prepare_artifact(settings: DeploySettings, progress: Callable[[str], None]) -> PreparedArtifact:
+def prepare_artifact(settings: DeploySettings, progress: Callable[[str], None],
+                     before_build: Callable[[str], None] = lambda _release: None) -> PreparedArtifact:
+    """The artifact to deploy; ``before_build(release)`` runs once the release is known, before any build, so
+    cheap refusals come before the expensive part."""
     from promoter.adapters.git import GitRepo, find_repository
     from promoter.engine.build import build, resolve_release
 
@@ -355,6 +421,7 @@ def prepare_artifact(settings: DeploySettings, progress: Callable[[str], None]) 
         data = None
     if plan.code.require_release_tag and not settings.allow_untagged:
         refuse_untagged(release, head_tags, plan.code.tag_pattern, env, git.head_sha(short=True))
+    before_build(release)
     if data is None:
         service = plan.service
         target = settings.target or plan.environment(env).build_target
@@ -397,9 +464,7 @@ def _release_in_zip(path: Path) -> str | None:
 
 
 # -- the planner (read-only) ---------------------------------------------------------------------------------
-def plan_deploy(settings: DeploySettings, ports: Ports, artifact: PreparedArtifact) -> DeployPlan:
-    plan, env = settings.plan, settings.env
-    _refuse_chaos(settings)
+def _refuse_mid_shift(ports: Ports, env: str) -> AliasState:
     alias = ports.router.read()
     if alias.weights:
         raise RefusedError(
@@ -407,6 +472,13 @@ def plan_deploy(settings: DeploySettings, ports: Ports, artifact: PreparedArtifa
             hint=f"continue it with `promoter deploy --env {env} --resume` or roll it back with "
             f"`promoter abort --env {env}`",
         )
+    return alias
+
+
+def plan_deploy(settings: DeploySettings, ports: Ports, artifact: PreparedArtifact) -> DeployPlan:
+    plan, env = settings.plan, settings.env
+    _refuse_chaos(settings)
+    alias = _refuse_mid_shift(ports, env)
     latest = ports.functions.get_configuration()
     latest_env = dict((latest.get("Environment") or {}).get("Variables") or {})
     environment = desired_environment(latest_env, settings.env_vars, artifact.release)
@@ -416,7 +488,8 @@ def plan_deploy(settings: DeploySettings, ports: Ports, artifact: PreparedArtifa
             reuse = version.version
             break
     interval = settings.analysis_interval or plan.canary.analysis_interval_seconds
-    steps = plan_steps(plan, env, canary=settings.canary, bake_seconds=settings.bake_seconds)
+    steps = plan_steps(plan, env, canary=settings.canary, bake_seconds=settings.bake_seconds,
+                       all_at_once=settings.all_at_once_reason is not None)
     return DeployPlan(
         env=env, function=ports.function, alias=ports.alias, stable=alias.version, artifact=artifact,
         reuse_version=reuse, environment=environment,
@@ -424,6 +497,27 @@ def plan_deploy(settings: DeploySettings, ports: Ports, artifact: PreparedArtifa
         set_environment=reuse is None and latest_env != environment,
         steps=steps, analysis_interval=float(interval), noop=reuse is not None and reuse == alias.version,
     )
+
+
+def check_strategy(settings: DeploySettings) -> None:
+    """Flags may make the plan's strategy stricter; relaxing it takes a reason, and never where it is required."""
+    reason = settings.all_at_once_reason
+    if reason is None:
+        return
+    if not reason.strip():
+        raise UsageError("--all-at-once needs a reason, which is recorded with the run")
+    if settings.canary:
+        raise UsageError("--canary and --all-at-once contradict each other; choose one")
+    if settings.plan.environment(settings.env).strategy.canary_required:
+        raise RefusedError(f"{settings.env} requires the canary (strategy.canary_required: true); an all-at-once "
+                           "deploy is refused", hint=f"deploy with the plan's canary steps: promoter deploy --env "
+                           f"{settings.env}")
+
+
+def _strategy_record(settings: DeploySettings, steps: tuple[Step, ...]) -> dict[str, Any]:
+    return {"mode": "canary" if len(steps) > 1 else "all-at-once",
+            "plan_mode": settings.plan.environment(settings.env).strategy.mode,
+            "override": settings.all_at_once_reason}
 
 
 def _refuse_chaos(settings: DeploySettings) -> None:
@@ -439,11 +533,12 @@ def _refuse_chaos(settings: DeploySettings) -> None:
 def deploy(settings: DeploySettings, ports: Ports, observer: Observer | None = None) -> RunRecord:
     """Run one deploy end to end; raise ReleaseFailed (rolled back), RollbackFailed, Interrupted or a refusal."""
     emit = observer or _silent
-    ports.guard_account(settings.env)
     if settings.resume:
         return resume(settings, ports, observer)
-    _refuse_chaos(settings)
     if settings.dry_run:
+        ports.guard_account(settings.env)
+        check_strategy(settings)
+        _refuse_chaos(settings)
         artifact = prepare_artifact(settings, lambda m: emit(ReleaseEvent("progress", {"message": m})))
         refuse_missing_gates(settings.plan, settings.env, artifact.release,
                              ports.ledger.records(settings.env, kind="approval"))
@@ -453,22 +548,69 @@ def deploy(settings: DeploySettings, ports: Ports, observer: Observer | None = N
                          stable_version=deploy_plan.stable, candidate_version=deploy_plan.reuse_version,
                          plan=deploy_plan.to_dict(), reason="dry run: nothing changed")
     run_id = new_run_id()
-    with ports.ledger.lock(settings.env, purpose="deploy", run_id=run_id, wait_seconds=settings.lock_wait,
-                           clock=ports.clock):
-        artifact = prepare_artifact(settings, lambda m: emit(ReleaseEvent("progress", {"message": m})))
-        refuse_missing_gates(settings.plan, settings.env, artifact.release,
-                             ports.ledger.records(settings.env, kind="approval"))
-        deploy_plan = plan_deploy(settings, ports, artifact)
-        emit(ReleaseEvent("planned", deploy_plan.to_dict()))
-        run = _Run(settings, ports, emit, run_id)
-        with run.record_on_error():
-            return run.start(deploy_plan)
+    guard = InterruptGuard()
+    env = settings.env
+    with guard.installed(), _Refusals(ports.ledger, env, "deploy", run_id, settings.release) as refusals:
+        # the cheap refusals first: account, strategy, fault injection, lock, alias mid-shift, sign-offs
+        ports.guard_account(env)
+        check_strategy(settings)
+        _refuse_chaos(settings)
+        with ports.ledger.lock(env, purpose="deploy", run_id=run_id, wait_seconds=settings.lock_wait,
+                               clock=ports.clock) as lock:
+            _refuse_mid_shift(ports, env)
+
+            def gates(release: str) -> None:
+                refusals.release = release
+                refuse_missing_gates(settings.plan, env, release, ports.ledger.records(env, kind="approval"))
+
+            artifact = prepare_artifact(settings, lambda m: emit(ReleaseEvent("progress", {"message": m})), gates)
+            deploy_plan = plan_deploy(settings, ports, artifact)
+            emit(ReleaseEvent("planned", deploy_plan.to_dict()))
+            refusals.done()  # from here on the run records its own end
+            run = _Run(settings, ports, emit, run_id, guard, lock)
+            with run.record_on_error():
+                return run.start(deploy_plan)
+
+
+class _Refusals:
+    """Records a command refused before it changed anything (a lock held, the wrong account, an alias mid-shift,
+    a missing sign-off, an interrupt during the build), so every refusal is in the ledger. An interrupt before
+    anything changed becomes :class:`Interrupted` with exit 1."""
+
+    def __init__(self, ledger: Ledger, env: str, command: str, run_id: str, release: str | None = None) -> None:
+        self.ledger, self.env, self.command, self.run_id, self.release = ledger, env, command, run_id, release
+        self.armed = True
+
+    def done(self) -> None:
+        self.armed = False
+
+    def __enter__(self) -> _Refusals:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: Any) -> bool:
+        if not self.armed or exc is None:
+            return False
+        if isinstance(exc, KeyboardInterrupt):
+            reason = f"interrupted before anything changed; the {self.command} was stopped and nothing was changed"
+            self._record("aborted", reason, "Interrupted", None)
+            raise Interrupted(reason, exit_code=int(ExitCode.REFUSED)) from None
+        if isinstance(exc, PromoterError) and not isinstance(exc, UsageError):
+            self._record("refused", str(exc), type(exc).__name__, exc.hint)
+        return False
+
+    def _record(self, outcome: str, reason: str, error: str, hint: str | None) -> None:
+        from promoter.engine.ledger import whoami
+
+        with contextlib.suppress(OSError, PromoterError):
+            self.ledger.append(self.env, "refusal", run_id=self.run_id, command=self.command, outcome=outcome,
+                               reason=reason, error=error, hint=hint, who=whoami(), release=self.release)
 
 
 class _Run:
     """One run's state machine: publish, gate, shift and bake, end. Every transition is in the ledger."""
 
-    def __init__(self, settings: DeploySettings, ports: Ports, emit: Observer, run_id: str) -> None:
+    def __init__(self, settings: DeploySettings, ports: Ports, emit: Observer, run_id: str,
+                 guard: InterruptGuard | None = None, lock: dict[str, Any] | None = None) -> None:
         self.s = settings
         self.p = ports
         self.emit = emit
@@ -478,8 +620,12 @@ class _Run:
         self.stable = ""
         self.candidate = ""
         self.last_set: AliasState | None = None  # where the engine left the alias
+        # the alias change asked for and not yet confirmed: (step, state before, state asked for)
+        self.pending: tuple[int | str, AliasState, AliasState] | None = None
         self.preexisting_alarms: tuple[str, ...] = ()
         self.interval = 60.0
+        self.guard = guard or InterruptGuard()
+        self.lock_token: str | None = (lock or {}).get("token")
 
     # -- ledger helpers ----------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -495,12 +641,15 @@ class _Run:
         self.p.ledger.append(self.env, kind, run_id=self.record.run_id, **data)
 
     def end(self, outcome: Outcome, reason: str, **data: Any) -> RunRecord:
+        self.guard.stop()  # an interrupt now must not cost the run its end record
         self.record.outcome = outcome
         self.record.reason = reason
         try:
             self.record.alias = self.p.router.read().to_dict()
-        except PromoterError:
+        except (PromoterError, KeyboardInterrupt):
             self.record.alias = self.last_set.to_dict() if self.last_set else None
+        if self.guard.count:
+            data["interrupts"] = self.guard.count
         self.log("run-end", outcome=outcome, reason=reason, alias=self.record.alias, **data)
         self.emit(ReleaseEvent("end", {"outcome": outcome, "reason": reason, "alias": self.record.alias}))
         return self.record
@@ -524,7 +673,7 @@ class _Run:
                  artifact=dp.artifact.to_dict(), plan_id=self.s.plan.id, function=dp.function, alias=dp.alias,
                  steps=[s.to_dict() for s in dp.steps], analysis_interval=dp.analysis_interval,
                  env_vars=self.s.env_vars, allow_untagged=self.s.allow_untagged, on_interrupt=self.s.on_interrupt,
-                 reuse_version=dp.reuse_version)
+                 reuse_version=dp.reuse_version, strategy=_strategy_record(self.s, dp.steps))
         if dp.noop:
             self.candidate = dp.reuse_version or dp.stable
             self.record.candidate_version = self.candidate
@@ -539,7 +688,9 @@ class _Run:
             self.last_set = self.p.router.read()
         except KeyboardInterrupt:
             self.end("aborted", "interrupted before any traffic moved; the alias was not changed")
-            raise Interrupted("interrupted before any traffic moved; the alias was not changed") from None
+            raise Interrupted("interrupted before any traffic moved; the alias was not changed",
+                              hint=f"deploy again when ready: promoter deploy --env {self.env}",
+                              exit_code=int(ExitCode.REFUSED)) from None
         except _Stop as stop:
             changed = gate_changes(dp, self.candidate)
             self.end("refused", stop.reason, changed=changed)
@@ -613,6 +764,8 @@ class _Run:
                 self.shift_to(step.weight)
                 if step.bake_seconds > 0:
                     self.bake(step)
+        except LockLost:
+            raise
         except _Stop as stop:
             return self.rollback_and_end("rolled-back", stop.reason, stop.verdict)
         except _Foreign as foreign:
@@ -639,17 +792,65 @@ class _Run:
         version, weights = routing_for(self.stable, self.candidate, weight)
         return self._change(current, version, weights, step=weight)
 
+    def _check_lock(self, current: AliasState) -> None:
+        """Before any alias change: stop, without touching the alias, when the lock is no longer this run's."""
+        if self.lock_token is None or self.p.ledger.holds(self.env, self.lock_token):
+            return
+        holder = self.p.ledger.lock_holder(self.env)
+        broken = self.p.ledger.records(self.env, kind="lock-broken")
+        by = broken[-1].get("by") if broken else "someone"
+        self.log("lock-lost", alias=current.to_dict(), holder=holder, pid=os.getpid(),
+                 reason=f"the lock was broken by {by} while this run held it")
+        raise LockLost(
+            f"the lock of {self.env} was broken by {by} while run {self.record.run_id} held it; the run stopped "
+            f"without touching the alias, which is at {current.describe()}",
+            hint=f"the run is unfinished: whoever holds the lock now continues it with promoter deploy --env "
+            f"{self.env} --resume or rolls it back with promoter abort --env {self.env}; see promoter status --env "
+            f"{self.env}",
+        )
+
     def _change(self, current: AliasState, version: str, weights: dict[str, float], *, step: int | str) -> AliasState:
-        target = {"version": version, "weights": weights}
-        self.log("alias-intent", step=step, before=current.to_dict(), after=target)
-        after = self.p.router.set(version, weights, current.revision)
+        self._check_lock(current)
+        wanted = AliasState(version, dict(weights))
+        if self.pending is None or self.pending[0] != step or not self.pending[2].same_routing(wanted):
+            # a retried change (the same step, asked again after an interrupt) keeps its first intent
+            self.log("alias-intent", step=step, before=current.to_dict(), after={"version": version,
+                                                                                 "weights": weights})
+            self.pending = (step, current, wanted)
+        try:
+            after = self.p.router.set(version, weights, current.revision)
+        except AwsError as exc:
+            found = self._read_after_failure(exc)
+            if found is None:
+                self.log("alias-failed", step=step, error=str(exc))  # the intent's outcome: not applied
+                self.pending = None
+                raise
+            return self._changed(found, settled=f"the reply was lost ({exc}); the alias reads the state asked for")
+        return self._changed(after)
+
+    def _changed(self, after: AliasState, **note: Any) -> AliasState:
+        """Record the pending change as done, with the state the alias is in now."""
+        step, before, _wanted = self.pending or ("?", self.last_set or after, after)
+        self.pending = None
         self.last_set = after
-        change = {"step": step, "before": current.to_dict(), "after": after.to_dict()}
+        change = {"step": step, "before": before.to_dict(), "after": after.to_dict(), **note}
         self.record.alias_changes.append(change)
         self.log("alias-change", **change)
         weight = _weight_of(after, self.candidate)
         self.emit(ReleaseEvent("shift", {"step": step, "alias": after.to_dict(), "weight": weight}))
         return after
+
+    def _read_after_failure(self, exc: AwsError) -> AliasState | None:
+        if self.pending is None:
+            return None
+        return read_if_applied(self.p.router, self.p.clock, self.pending[2])
+
+    def _adopt_pending(self, current: AliasState) -> bool:
+        """True (and the change recorded) when ``current`` is the change this run asked for and never saw done."""
+        if self.pending is not None and current.same_routing(self.pending[2]):
+            self._changed(current, settled="the change was applied but its reply never arrived")
+            return True
+        return False
 
     def bake(self, step: Step) -> None:
         clock = self.p.clock
@@ -693,6 +894,7 @@ class _Run:
 
     # -- endings -------------------------------------------------------------------------------------------
     def rollback_and_end(self, outcome: Outcome, reason: str, verdict: Verdict | None = None) -> RunRecord:
+        self.guard.stop()
         self.emit(ReleaseEvent("rollback", {"reason": reason, "to": self.stable}))
         try:
             self._rollback_once_more_on_interrupt()
@@ -703,13 +905,18 @@ class _Run:
                             hint=f"details: promoter history --env {self.env}")
 
     def _rollback_once_more_on_interrupt(self) -> None:
-        try:
-            self._rollback()
-        except KeyboardInterrupt:
-            self._rollback()  # a second Ctrl-C during the rollback must not leave the canary serving
+        """Roll back to stable; an interrupt that still reaches the rollback only makes it start over."""
+        self.guard.stop()
+        while True:
+            try:
+                self._rollback()
+                return
+            except KeyboardInterrupt:
+                continue
 
     def _rollback(self) -> None:
         current = self.p.router.read()
+        self._adopt_pending(current)
         if current.version == self.stable and not current.weights:
             self.last_set = current
             return
@@ -721,13 +928,17 @@ class _Run:
             raise RollbackFailed(f"after the rollback the alias shows {check.describe()}")
 
     def _rollback_failed(self, reason: str, exc: BaseException) -> RunRecord:
+        if isinstance(exc, LockLost):
+            raise exc
         command = manual_rollback_command(self.p.function, self.p.alias, self.stable, self.p.region)
         detail = exc.detail if isinstance(exc, _Foreign) else str(exc)
         self.end("rollback-failed", f"{reason}; rollback failed: {detail}", manual_command=command)
         raise RollbackFailed(f"release failed ({reason}) and the rollback failed: {detail}",
-                             hint=f"move the alias by hand: {command}")
+                             hint=f"roll back with promoter abort --env {self.env} (recorded); if promoter cannot "
+                             f"reach the alias, by hand: {command}")
 
     def foreign_change(self, foreign: _Foreign) -> RunRecord:
+        self.guard.stop()
         found = foreign.found
         try:
             found = self.p.router.read()
@@ -745,13 +956,17 @@ class _Run:
                  manual_command=command)
         raise RollbackFailed(
             f"stopped: {foreign.detail}; promoter did not touch the alias after that",
-            hint=f"find out who changed it; to return to stable by hand: {command}",
+            hint=f"find out who changed it; to return to stable version {self.stable}: promoter rollback --env "
+            f"{self.env} --to {self.stable} (recorded); by hand, as a last resort: {command}",
         )
 
     def interrupted(self) -> RunRecord:
+        self.guard.stop()
         if self.s.on_interrupt == "hold":
             try:
-                where = self.p.router.read().describe()
+                current = self.p.router.read()
+                self._adopt_pending(current)
+                where = current.describe()
             except PromoterError as exc:
                 where = (f"{self.last_set.describe()} as last set" if self.last_set else "an unknown state") + \
                     f" (reading it failed: {exc})"
@@ -795,12 +1010,18 @@ def _weight_of(state: AliasState, candidate: str) -> float:
 
 
 # -- resume and abort ----------------------------------------------------------------------------------------
-def unfinished_run(ledger: Ledger, env: str, *, include_held: bool = True) -> dict[str, Any] | None:
-    """The last deploy run without a run-end (a crash), or one ended as interrupted-hold."""
+def unfinished_run(ledger: Ledger, env: str, *, include_held: bool = True,
+                   include_failed: bool = False) -> dict[str, Any] | None:
+    """The last deploy run without a run-end (a crash, a lost lock), or one ended as interrupted-hold, or (with
+    ``include_failed``) one whose rollback failed. Refused runs changed nothing and are passed over."""
     for run in reversed(ledger.runs(env)):
+        if run.get("refusal") or run.get("outcome") == "refused":
+            continue
         if run.get("kind_of_run") != "deploy":
             return None  # a later rollback supersedes any earlier unfinished deploy
-        if run.get("outcome") is None or (include_held and run.get("outcome") == "interrupted-hold"):
+        outcome = run.get("outcome")
+        if outcome is None or (include_held and outcome == "interrupted-hold") or \
+                (include_failed and outcome == "rollback-failed"):
             return run
         return None
     return None
@@ -816,65 +1037,76 @@ def _candidate_of(ledger: Ledger, env: str, run_id: str) -> str | None:
 def resume(settings: DeploySettings, ports: Ports, observer: Observer | None = None) -> RunRecord:
     emit = observer or _silent
     env = settings.env
-    ports.guard_account(env)
-    with ports.ledger.lock(env, purpose="resume", wait_seconds=settings.lock_wait, clock=ports.clock):
-        run = unfinished_run(ports.ledger, env)
-        if run is None:
-            raise RefusedError(f"no interrupted deploy in {env} to resume", hint=f"see promoter history --env {env}")
-        candidate = _candidate_of(ports.ledger, env, run["run_id"])
-        if candidate is None:
-            raise RefusedError(f"run {run['run_id']} ended before a version was published; start a new deploy")
-        stable = str(run["stable_version"])
-        current = ports.router.read()
-        allowed = {stable, candidate}
-        if current.version not in allowed or not set(current.weights) <= allowed:
-            raise RefusedError(f"alias is at {current.describe()}, which run {run['run_id']} did not leave; "
-                               "refusing to resume", hint="inspect with promoter status")
-        steps = tuple(Step(int(s["weight"]), float(s["bake_seconds"])) for s in run.get("steps") or [])
-        if settings.bake_seconds is not None:
-            steps = tuple(Step(s.weight, s.bake_seconds if s.weight == 100 else settings.bake_seconds) for s in steps)
-        weight = _weight_of(current, candidate)
-        remaining = tuple(s for s in steps if s.weight >= weight) or (Step(100, 0),)
-        r = _Run(replace(settings, on_interrupt=settings.on_interrupt), ports, emit, run["run_id"])
-        r.stable, r.candidate = stable, candidate
-        r.interval = float(settings.analysis_interval or run.get("analysis_interval") or
-                           settings.plan.canary.analysis_interval_seconds)
-        r.record.release = run.get("release")
-        r.record.stable_version, r.record.candidate_version = stable, candidate
-        r.last_set = current
-        r.preexisting_alarms = r._alarms()
-        r.log("resumed", who=ports.identity(), alias=current.to_dict(), remaining=[s.to_dict() for s in remaining])
-        emit(ReleaseEvent("step", {"name": "resume", "from_weight": weight, "candidate": candidate}))
-        with r.record_on_error():
-            return r.shift_all(remaining)
+    guard = InterruptGuard()
+    with guard.installed(), _Refusals(ports.ledger, env, "resume", new_run_id()) as refusals:
+        ports.guard_account(env)
+        with ports.ledger.lock(env, purpose="resume", wait_seconds=settings.lock_wait, clock=ports.clock) as lock:
+            run = unfinished_run(ports.ledger, env)
+            if run is None:
+                raise RefusedError(f"no interrupted deploy in {env} to resume",
+                                   hint=f"see promoter history --env {env}; a failed run is rolled back with "
+                                   f"promoter abort --env {env}")
+            candidate = _candidate_of(ports.ledger, env, run["run_id"])
+            if candidate is None:
+                raise RefusedError(f"run {run['run_id']} ended before a version was published; start a new deploy")
+            stable = str(run["stable_version"])
+            current = ports.router.read()
+            allowed = {stable, candidate}
+            if current.version not in allowed or not set(current.weights) <= allowed:
+                raise RefusedError(f"alias is at {current.describe()}, which run {run['run_id']} did not leave; "
+                                   "refusing to resume", hint="inspect with promoter status")
+            steps = tuple(Step(int(s["weight"]), float(s["bake_seconds"])) for s in run.get("steps") or [])
+            if settings.bake_seconds is not None:
+                steps = tuple(Step(s.weight, s.bake_seconds if s.weight == 100 else settings.bake_seconds)
+                              for s in steps)
+            weight = _weight_of(current, candidate)
+            remaining = tuple(s for s in steps if s.weight >= weight) or (Step(100, 0),)
+            r = _Run(replace(settings, on_interrupt=settings.on_interrupt), ports, emit, run["run_id"], guard, lock)
+            r.stable, r.candidate = stable, candidate
+            r.interval = float(settings.analysis_interval or run.get("analysis_interval") or
+                               settings.plan.canary.analysis_interval_seconds)
+            r.record.release = run.get("release")
+            r.record.stable_version, r.record.candidate_version = stable, candidate
+            r.last_set = current
+            r.preexisting_alarms = r._alarms()
+            refusals.done()
+            r.log("resumed", who=ports.identity(), alias=current.to_dict(), remaining=[s.to_dict() for s in remaining])
+            emit(ReleaseEvent("step", {"name": "resume", "from_weight": weight, "candidate": candidate}))
+            with r.record_on_error():
+                return r.shift_all(remaining)
 
 
 def abort(plan: Plan, env: str, ports: Ports, *, lock_wait: float = 0, observer: Observer | None = None) -> RunRecord:
     """Roll an interrupted run back to its recorded stable version."""
     emit = observer or _silent
-    ports.guard_account(env)
-    with ports.ledger.lock(env, purpose="abort", wait_seconds=lock_wait, clock=ports.clock):
-        run = unfinished_run(ports.ledger, env)
-        if run is None:
-            raise RefusedError(f"no interrupted deploy in {env} to abort", hint=f"see promoter history --env {env}")
-        stable = str(run["stable_version"])
-        candidate = _candidate_of(ports.ledger, env, run["run_id"])
-        settings = DeploySettings(plan=plan, env=env)
-        r = _Run(settings, ports, emit, run["run_id"])
-        r.stable, r.candidate = stable, candidate or stable
-        r.record.stable_version, r.record.candidate_version = stable, candidate
-        current = ports.router.read()
-        allowed = {stable} | ({candidate} if candidate else set())
-        if current.version not in allowed or not set(current.weights) <= allowed:
-            raise RefusedError(f"alias is at {current.describe()}, which run {run['run_id']} did not leave; "
-                               "refusing to move it", hint="use promoter rollback --to VERSION to choose explicitly")
-        r.last_set = current
-        r.log("abort", who=ports.identity(), alias=current.to_dict())
-        try:
-            r._rollback_once_more_on_interrupt()
-        except Exception as exc:
-            return r._rollback_failed("abort", exc)
-        return r.end("aborted", f"aborted; alias back on stable version {stable}")
+    guard = InterruptGuard()
+    with guard.installed(), _Refusals(ports.ledger, env, "abort", new_run_id()) as refusals:
+        ports.guard_account(env)
+        with ports.ledger.lock(env, purpose="abort", wait_seconds=lock_wait, clock=ports.clock) as lock:
+            run = unfinished_run(ports.ledger, env, include_failed=True)
+            if run is None:
+                raise RefusedError(f"no unfinished or failed deploy in {env} to abort",
+                                   hint=f"see promoter history --env {env}")
+            stable = str(run["stable_version"])
+            candidate = _candidate_of(ports.ledger, env, run["run_id"])
+            settings = DeploySettings(plan=plan, env=env)
+            r = _Run(settings, ports, emit, run["run_id"], guard, lock)
+            r.stable, r.candidate = stable, candidate or stable
+            r.record.stable_version, r.record.candidate_version = stable, candidate
+            current = ports.router.read()
+            allowed = {stable} | ({candidate} if candidate else set())
+            if current.version not in allowed or not set(current.weights) <= allowed:
+                raise RefusedError(f"alias is at {current.describe()}, which run {run['run_id']} did not leave; "
+                                   "refusing to move it",
+                                   hint=f"use promoter rollback --env {env} --to VERSION to choose explicitly")
+            r.last_set = current
+            refusals.done()
+            r.log("abort", who=ports.identity(), alias=current.to_dict())
+            try:
+                r._rollback_once_more_on_interrupt()
+            except Exception as exc:
+                return r._rollback_failed("abort", exc)
+            return r.end("aborted", f"aborted; alias back on stable version {stable}")
 
 
 # -- rollback --to ---------------------------------------------------------------------------------------------
@@ -920,8 +1152,13 @@ def refuse_failed(target: str, failed: dict[str, str]) -> None:
         )
 
 
-def resolve_target(to: str, versions: list[FunctionVersion], current: str, ledger: Ledger, env: str) -> str:
+def resolve_target(to: str, versions: list[FunctionVersion], current: str, ledger: Ledger, env: str,
+                   *, mid_shift: bool = False) -> str:
+    """``previous`` is the version before the one serving; during a canary (``mid_shift``) that is the primary,
+    the stable version the canary shifts from: an operator rolling back a stuck canary means it."""
     numbers = {v.version for v in versions}
+    if to == "previous" and mid_shift:
+        return current
     if to == "previous":
         for record in reversed(ledger.records(env, kind="alias-change")):
             before, after = record.get("before") or {}, record.get("after") or {}
@@ -949,63 +1186,120 @@ def rollback_to(settings: RollbackSettings, ports: Ports, observer: Observer | N
     """Move the alias to one version at 100 %, RevisionId-guarded, verified, recorded."""
     emit = observer or _silent
     env = settings.env
-    ports.guard_account(env)
     run_id = new_run_id()
     record = RunRecord(run_id=run_id, env=env, kind="rollback")
-    with ports.ledger.lock(env, purpose="rollback", run_id=run_id, wait_seconds=settings.lock_wait, clock=ports.clock):
-        versions = ports.functions.list_versions()
-        current = ports.router.read()
-        target = resolve_target(settings.to, versions, current.version, ports.ledger, env)
-        if not settings.allow_failed:
-            refuse_failed(target, failed_versions(ports.ledger, env))
-        record.stable_version, record.candidate_version = current.version, target
-        record.release = next((v.release for v in versions if v.version == target), None)
-        if settings.dry_run:
-            record.outcome = "dry-run"
-            record.reason = f"would move {ports.alias} from {current.describe()} to version {target}"
-            record.alias = current.to_dict()
-            return record
-        ports.ledger.append(env, "run-start", run_id=run_id, kind_of_run="rollback", who=ports.identity(),
-                            to=settings.to, target_version=target, release=record.release,
-                            plan_id=settings.plan.id, alias=current.to_dict())
-        if current.version == target and not current.weights:
-            record.outcome, record.reason, record.alias = "succeeded", f"already on version {target}", current.to_dict()
+    guard = InterruptGuard()
+    refusals = _Refusals(ports.ledger, env, "rollback", run_id)
+    refusals.armed = not settings.dry_run  # a dry run writes nothing
+    with guard.installed(), refusals:
+        ports.guard_account(env)
+        with ports.ledger.lock(env, purpose="rollback", run_id=run_id, wait_seconds=settings.lock_wait,
+                               clock=ports.clock) as lock:
+            versions = ports.functions.list_versions()
+            current = ports.router.read()
+            target = resolve_target(settings.to, versions, current.version, ports.ledger, env,
+                                    mid_shift=bool(current.weights))
+            if not settings.allow_failed:
+                refuse_failed(target, failed_versions(ports.ledger, env))
+            record.stable_version, record.candidate_version = current.version, target
+            record.release = next((v.release for v in versions if v.version == target), None)
+            if settings.dry_run:
+                record.outcome = "dry-run"
+                record.reason = f"would move {ports.alias} from {current.describe()} to version {target}"
+                record.alias = current.to_dict()
+                return record
+            refusals.done()
+            ports.ledger.append(env, "run-start", run_id=run_id, kind_of_run="rollback", who=ports.identity(),
+                                to=settings.to, target_version=target, release=record.release,
+                                plan_id=settings.plan.id, alias=current.to_dict())
+            if current.version == target and not current.weights:
+                record.outcome, record.alias = "succeeded", current.to_dict()
+                record.reason = f"already on version {target}"
+                ports.ledger.append(env, "run-end", run_id=run_id, outcome="succeeded", reason=record.reason,
+                                    alias=current.to_dict())
+                return record
+            if not ports.ledger.holds(env, lock["token"]):
+                ports.ledger.append(env, "run-end", run_id=run_id, outcome="refused", alias=current.to_dict(),
+                                    reason="the lock was broken before the alias change; the alias was not touched")
+                raise LockLost(f"the lock of {env} was broken before the rollback moved the alias; nothing changed",
+                               hint=f"see promoter status --env {env}")
+            guard.stop()  # from the intent on, the change and its record are not interruptible
+            ports.ledger.append(env, "alias-intent", run_id=run_id, step="rollback", before=current.to_dict(),
+                                after={"version": target, "weights": {}})
+            settled: dict[str, str] = {}
+            try:
+                try:
+                    after = ports.router.set(target, {}, current.revision)
+                except AwsError as exc:
+                    found = read_if_applied(ports.router, ports.clock, AliasState(target, {}))
+                    if found is None:
+                        raise
+                    after = found
+                    settled["settled"] = f"the reply was lost ({exc}); the alias reads the state asked for"
+                check = ports.router.read()
+            except PromoterError as exc:
+                command = manual_rollback_command(ports.function, ports.alias, target, ports.region)
+                ports.ledger.append(env, "alias-failed", run_id=run_id, step="rollback", error=str(exc))
+                ports.ledger.append(env, "run-end", run_id=run_id, outcome="rollback-failed", reason=str(exc),
+                                    manual_command=command)
+                if isinstance(exc, PreconditionFailed):
+                    raise RollbackFailed(
+                        f"rollback to version {target} refused: the alias changed since it was read",
+                        hint="inspect with promoter status and retry") from None
+                raise RollbackFailed(
+                    f"rollback to version {target} failed: {exc}",
+                    hint=f"retry with promoter rollback --env {env} --to {target} (recorded); if promoter cannot "
+                    f"reach the alias, by hand: {command}") from None
+            change = {"step": "rollback", "before": current.to_dict(), "after": after.to_dict(), **settled}
+            record.alias_changes.append(change)
+            ports.ledger.append(env, "alias-change", run_id=run_id, **change)
+            emit(ReleaseEvent("shift", {"step": "rollback", "alias": after.to_dict(), "weight": 100}))
+            if check.version != target or check.weights:
+                command = manual_rollback_command(ports.function, ports.alias, target, ports.region)
+                ports.ledger.append(env, "run-end", run_id=run_id, outcome="rollback-failed",
+                                    reason=f"alias reads {check.describe()} after the update",
+                                    manual_command=command)
+                raise RollbackFailed(
+                    f"after the update the alias reads {check.describe()}",
+                    hint=f"retry with promoter rollback --env {env} --to {target} (recorded); by hand, as a last "
+                    f"resort: {command}")
+            record.outcome, record.alias = "succeeded", check.to_dict()
+            record.reason = f"alias {ports.alias} moved from {current.describe()} to version {target}"
             ports.ledger.append(env, "run-end", run_id=run_id, outcome="succeeded", reason=record.reason,
-                                alias=current.to_dict())
+                                alias=check.to_dict())
             return record
-        ports.ledger.append(env, "alias-intent", run_id=run_id, step="rollback", before=current.to_dict(),
-                            after={"version": target, "weights": {}})
-        try:
-            after = ports.router.set(target, {}, current.revision)
-            check = ports.router.read()
-        except PromoterError as exc:
-            command = manual_rollback_command(ports.function, ports.alias, target, ports.region)
-            ports.ledger.append(env, "run-end", run_id=run_id, outcome="rollback-failed", reason=str(exc),
-                                manual_command=command)
-            if isinstance(exc, PreconditionFailed):
-                raise RollbackFailed(f"rollback to version {target} refused: the alias changed since it was read",
-                                     hint="inspect with promoter status and retry") from None
-            raise RollbackFailed(f"rollback to version {target} failed: {exc}", hint=f"by hand: {command}") from None
-        change = {"step": "rollback", "before": current.to_dict(), "after": after.to_dict()}
-        record.alias_changes.append(change)
-        ports.ledger.append(env, "alias-change", run_id=run_id, **change)
-        emit(ReleaseEvent("shift", {"step": "rollback", "alias": after.to_dict(), "weight": 100}))
-        if check.version != target or check.weights:
-            command = manual_rollback_command(ports.function, ports.alias, target, ports.region)
-            ports.ledger.append(env, "run-end", run_id=run_id, outcome="rollback-failed",
-                                reason=f"alias reads {check.describe()} after the update", manual_command=command)
-            raise RollbackFailed(f"after the update the alias reads {check.describe()}", hint=f"by hand: {command}")
-        record.outcome, record.alias = "succeeded", check.to_dict()
-        record.reason = f"alias {ports.alias} moved from {current.describe()} to version {target}"
-        ports.ledger.append(env, "run-end", run_id=run_id, outcome="succeeded", reason=record.reason,
-                            alias=check.to_dict())
-        return record
 
 
 # -- status and history ----------------------------------------------------------------------------------------
 def status(plan: Plan, env: str, ports: Ports, *, runs: int = 5) -> dict[str, Any]:
-    alias = ports.router.read()
-    versions = {v.version: v for v in ports.functions.list_versions()}
+    """What is known locally (runs, lock, the unfinished run, the last recorded alias change, ledger warnings),
+    then the alias and versions as AWS reports them; when AWS cannot be read, ``aws_error`` says why and the
+    local part still stands."""
+    ledger = ports.ledger
+    history_runs = ledger.runs(env)[-runs:]
+    for run in history_runs:
+        verdicts = ledger.records(env, kind="verdict", run_id=run["run_id"])
+        run["verdicts"] = [{"step": v.get("step"), "outcome": v.get("outcome"), "action": v.get("action")}
+                           for v in verdicts]
+    changes = ledger.records(env, kind="alias-change")
+    last = changes[-1] if changes else None
+    data: dict[str, Any] = {
+        "env": env, "function": ports.function, "alias": ports.alias, "revision": None,
+        "routes": None, "deployed_releases": None,
+        "runs": history_runs, "lock": ledger.lock_holder(env),
+        "unfinished_run": (unfinished_run(ledger, env, include_failed=True) or {}).get("run_id"),
+        "last_alias": {"version": last["after"].get("version"), "weights": last["after"].get("weights") or {},
+                       "run_id": last.get("run_id")} if last and last.get("after") else None,
+        "ledger_warnings": ledger.warnings(env),
+        "aws_error": None,
+    }
+    try:
+        alias = ports.router.read()
+        versions = {v.version: v for v in ports.functions.list_versions()}
+    except PromoterError as exc:
+        data["aws_error"] = str(exc)
+        data["aws_hint"] = exc.hint
+        return data
 
     def describe(version: str, share: float) -> dict[str, Any]:
         v = versions.get(version)
@@ -1014,17 +1308,9 @@ def status(plan: Plan, env: str, ports: Ports, *, runs: int = 5) -> dict[str, An
 
     routes = [describe(alias.version, 1 - sum(alias.weights.values()))]
     routes += [describe(v, w) for v, w in sorted(alias.weights.items())]
-    history_runs = ports.ledger.runs(env)[-runs:]
-    for run in history_runs:
-        verdicts = ports.ledger.records(env, kind="verdict", run_id=run["run_id"])
-        run["verdicts"] = [{"step": v.get("step"), "outcome": v.get("outcome"), "action": v.get("action")}
-                           for v in verdicts]
-    return {
-        "env": env, "function": ports.function, "alias": ports.alias, "revision": alias.revision,
-        "routes": routes, "deployed_releases": deployed_tags(list(versions.values())),
-        "runs": history_runs, "lock": ports.ledger.lock_holder(env),
-        "unfinished_run": (unfinished_run(ports.ledger, env) or {}).get("run_id"),
-    }
+    data.update(revision=alias.revision, routes=routes, deployed_releases=deployed_tags(list(versions.values())))
+    data["ledger_warnings"] = ledger.warnings(env)
+    return data
 
 
 def history(ledger: Ledger, env: str, *, limit: int = 10) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """Find, read and validate a plan file.
 
 Errors name the file, the line, the field path and the problem, one line per problem, so a broken plan is
-fixed in one pass::
+fixed in one pass (a key given twice in one mapping is an error naming both lines, never "the last one wins")::
 
     plans/PROM-CAMP-001.yaml: line 99: canary.steps.0.weight: Input should be less than or equal to 100
 """
@@ -62,6 +62,9 @@ def parse_plan(text: str, source: str = "<plan>") -> Plan:
         raise PlanError(source, [f"{where}not valid YAML: {problem}"]) from None
     if not isinstance(data, dict):
         raise PlanError(source, ["the plan must be a YAML mapping at the top level"])
+    duplicates = _duplicate_keys(node, [])
+    if duplicates:
+        raise PlanError(source, duplicates)
     try:
         return Plan.model_validate(data)
     except ValidationError as exc:
@@ -90,6 +93,28 @@ def _describe(exc: ValidationError, root: yaml.Node | None) -> list[str]:
         line = _line_of(root, loc)
         prefix = f"line {line}: " if line else ""
         problems.append(f"{prefix}{path}: {message}")
+    return problems
+
+
+def _duplicate_keys(node: yaml.Node | None, path: list[str]) -> list[str]:
+    """Every key that appears twice in one mapping, anywhere in the plan. YAML lets the last one win silently, so a
+    second ``error_rate_pct: 100`` would switch a rollback trigger off; each duplicate is named with both lines."""
+    problems: list[str] = []
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key, value in node.value:
+            name = str(key.value)
+            line = key.start_mark.line + 1
+            where = ".".join([*path, name])
+            if name in first:
+                problems.append(f"line {line}: {where}: duplicate key (first at line {first[name]}); "
+                                "each key may appear once")
+            else:
+                first[name] = line
+            problems.extend(_duplicate_keys(value, [*path, name]))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            problems.extend(_duplicate_keys(item, [*path, str(index)]))
     return problems
 
 

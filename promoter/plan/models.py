@@ -126,17 +126,17 @@ class Dependency(_Strict):
 
 class CanaryStep(_Strict):
     weight: int = Field(ge=1, le=100)
-    bake_seconds: int = Field(ge=0)
+    bake_seconds: int = Field(ge=0, le=86_400)
 
 
 class Canary(_Strict):
     steps: list[CanaryStep] = Field(min_length=1)
-    analysis_interval_seconds: int = Field(60, ge=1)
-    min_invocations: int = Field(50, ge=1)
-    max_extension_seconds: int = Field(900, ge=0)
+    analysis_interval_seconds: int = Field(60, ge=1, le=3600)
+    min_invocations: int = Field(50, ge=1, le=100_000)
+    max_extension_seconds: int = Field(900, ge=0, le=3600)
     on_inconclusive: Literal["fail", "pass"] = "fail"
     compare_to_stable: bool = True
-    relative_tolerance_pct: float = Field(1.0, ge=0)
+    relative_tolerance_pct: float = Field(1.0, ge=0, le=10)
 
     @model_validator(mode="after")
     def _ascending_to_100(self) -> Canary:
@@ -158,10 +158,10 @@ class Metrics(_Strict):
 
 
 class RollbackThresholds(_Strict):
-    error_rate_pct: float = Field(gt=0, le=100)
-    p95_duration_ms: float = Field(gt=0)
-    throttles_per_minute: float = Field(ge=0)
-    dlq_messages: int = Field(ge=0)
+    error_rate_pct: float = Field(gt=0, le=50)
+    p95_duration_ms: float = Field(gt=0, le=900_000)
+    throttles_per_minute: float = Field(ge=0, le=600)
+    dlq_messages: int = Field(ge=0, le=1000)
 
 
 class Sla(_Strict):
@@ -182,6 +182,20 @@ class Alarm(_Strict):
     period_seconds: int = Field(60, ge=10)
     evaluation_periods: int = Field(1, ge=1)
     actions: list[Literal["sns", "autoscale"]] = ["sns"]
+
+
+def _alarm_cannot_fire(alarm: Alarm, timeout_ms: int) -> str | None:
+    """Why ``alarm`` can never reach ALARM (a percentage over 100, a duration past the timeout, a count below 0)."""
+    above = alarm.comparison.startswith("GreaterThan")
+    strict = not alarm.comparison.endswith("OrEqualToThreshold")
+    t = alarm.threshold
+    if above and alarm.metric.endswith("_pct") and (t >= 100 if strict else t > 100):
+        return f"{alarm.metric} is a percentage and never exceeds 100"
+    if above and alarm.metric == "Duration" and (t >= timeout_ms if strict else t > timeout_ms):
+        return f"Duration never exceeds the function timeout, {timeout_ms} ms"
+    if not above and (t <= 0 if strict else t < 0):
+        return f"{alarm.metric} is never below 0"
+    return None
 
 
 class Terraform(_Strict):
@@ -298,6 +312,24 @@ class Plan(_Strict):
             raise ValueError("; ".join(problems))
         return self
 
+    @model_validator(mode="after")
+    def _thresholds_can_fail(self) -> Plan:
+        """A rollback trigger the service can never reach is a check switched off: refuse it."""
+        timeout_ms = self.service.timeout_seconds * 1000
+        problems = []
+        if self.rollback_thresholds.p95_duration_ms >= timeout_ms:
+            problems.append(
+                f"rollback_thresholds.p95_duration_ms: {self.rollback_thresholds.p95_duration_ms:g} ms can never be "
+                f"exceeded: service.timeout_seconds stops every invocation at {timeout_ms} ms, set it below the timeout"
+            )
+        for i, alarm in enumerate(self.alarms):
+            why = _alarm_cannot_fire(alarm, timeout_ms)
+            if why:
+                problems.append(f"alarms.{i}.threshold: alarm {alarm.id} can never fire: {why}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     def environment(self, env: str) -> Environment:
         try:
             return self.environments[env]
@@ -313,6 +345,10 @@ class Plan(_Strict):
         alarms = {a.id: a.name.replace("{env}", env) for a in self.alarms}
         return ResolvedNames(env=env, alarms=alarms, **fields)
 
-    def uses_canary(self, env: str, requested: bool = False) -> bool:
+    def uses_canary(self, env: str, requested: bool = False, *, all_at_once: bool = False) -> bool:
+        """The environment's strategy is the default; ``requested`` (``--canary``) can only make it stricter, and
+        ``all_at_once`` (a recorded override) relaxes it, except where the canary is required."""
         strategy = self.environment(env).strategy
-        return requested or strategy.canary_required
+        if requested or strategy.canary_required:
+            return True
+        return strategy.mode == "canary" and not all_at_once

@@ -8,7 +8,8 @@ Run as::
 Per request, as API Gateway does:
 
 1. match the route under the plan's ``service.base_path`` (the collection, ``/health``, ``/{id}``, else a
-   ``{proxy+}`` resource); anything else is ``403 Missing Authentication Token``;
+   ``{proxy+}`` resource); anything else, and any method the API does not define (OPTIONS, TRACE, ...), is
+   ``403 {"message":"Missing Authentication Token"}``, as API Gateway answers it;
 2. run the Cognito user-pool authorizer (:mod:`promoter.sandbox.auth`) except on the health route:
    ``401 {"message":"Unauthorized"}`` without a valid ID token;
 3. build a REST (v1) proxy event, pick the version by the alias's weights (the alias read through the Lambda front,
@@ -44,6 +45,7 @@ from promoter.sandbox.metrics import Datapoint, Telemetry
 log = logging.getLogger("promoter.sandbox.api_front")
 
 STAGE = "v1"
+METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}  # the API's methods; API Gateway refuses any other
 ALIAS_TTL = 0.25
 TOKEN_CACHE_MAX = 2048
 
@@ -218,7 +220,7 @@ class ApiFront:
 
     def _serve(self, method: str, route, headers: dict[str, str], body: bytes, request_id: str,
                multi_headers: dict[str, list[str]] | None = None) -> tuple[Reply, str | None, float | None]:
-        matched = self.resource_for(route.path)
+        matched = self.resource_for(route.path) if method in METHODS else None
         if matched is None:
             return _json_reply(403, {"message": "Missing Authentication Token"}, request_id,
                                {"x-amzn-ErrorType": "MissingAuthenticationTokenException"}), None, None

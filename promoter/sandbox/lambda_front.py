@@ -16,12 +16,19 @@ Every request is forwarded to moto verbatim (path, method, headers, body), excep
    which is how a version's CodeSha256 leads to its code;
 3. ``UpdateAlias`` with a stale ``RevisionId`` and ``PublishVersion`` with a ``CodeSha256`` other than
    ``$LATEST``'s are refused with ``412 PreconditionFailedException``; moto keeps an alias's RevisionId constant,
-   so the front issues a new one on every successful update and shows it in every alias response.
+   so the front issues a new one on every successful update and shows it in every alias response;
+4. concurrency as Lambda: a version gets an execution environment per concurrent invocation, up to the function's
+   reserved concurrency (``PutFunctionConcurrency``) or else the account's (``--concurrency-limit``,
+   ``SANDBOX_ACCOUNT_CONCURRENCY``); beyond it ``429 TooManyRequestsException`` with Lambda's reason, counted in
+   ``Throttles``; once an alias change leaves a numbered version unreferenced by every alias, its environments are
+   retired.
 
 Sandbox endpoints: ``GET /__sandbox/health``, ``GET /__sandbox/workers``, ``GET /__sandbox/stats``,
-``POST /__sandbox/flush``. The optional request header ``X-Sandbox-Resource: <alias>`` on an ``Invoke`` by
-version number attributes the invocation to that alias in the metrics (what Lambda does when it routes an alias
-invocation), used by the API front, which picks the version itself.
+``POST /__sandbox/flush``, and ``/__sandbox/faults`` (:mod:`promoter.sandbox.faults`: throttling, 5xx, latency or a
+reply dropped after the call took effect, per Lambda operation, for a count of calls or a time). The optional
+request header ``X-Sandbox-Resource: <alias>`` on an ``Invoke`` by version number attributes the invocation to that
+alias in the metrics (what Lambda does when it routes an alias invocation), used by the API front, which picks the
+version itself.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from promoter.sandbox import faults as faults_mod
 from promoter.sandbox.metrics import Datapoint, Telemetry, emf_datapoints
 from promoter.sandbox.workers import (
     CodeStore,
@@ -77,9 +85,12 @@ ALIAS_TTL = 0.25
 
 @dataclass
 class Reply:
-    status: int
+    status: int  # DROP: close the connection without answering
     headers: dict[str, str]
     body: bytes
+
+
+DROP = 0
 
 
 def error_reply(status: int, code: str, message: str, *, kind: str = "User", extra: dict | None = None) -> Reply:
@@ -161,7 +172,8 @@ class Stats:
 
 class LambdaFront:
     def __init__(self, moto_url: str, state_dir: Path, region: str, *, own_url: str = "",
-                 flush_interval: float = 1.0, concurrency_limit: int = 50, max_workers_per_version: int = 8) -> None:
+                 flush_interval: float = 1.0, concurrency_limit: int = 50,
+                 max_workers_per_version: int | None = None) -> None:
         import boto3
 
         self.moto = MotoClient(moto_url, region)
@@ -169,8 +181,9 @@ class LambdaFront:
         self.state_dir = state_dir
         self.code = CodeStore(state_dir)
         self.log_dir = state_dir / "worker-logs"
-        self.concurrency_limit = concurrency_limit
-        self.max_workers_per_version = max_workers_per_version
+        self.concurrency_limit = concurrency_limit  # the account's concurrency
+        self.max_workers_per_version = max_workers_per_version  # None: as many as the function's concurrency
+        self._reserved: dict[str, tuple[float, int | None]] = {}
         self._lock = threading.Lock()
         self._fn_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._pools: dict[FunctionVersion, WorkerPool] = {}
@@ -179,6 +192,7 @@ class LambdaFront:
         self._revisions: dict[tuple[str, str], str] = {}
         self._inflight: dict[str, int] = defaultdict(int)
         self.stats: dict[tuple[str, str], Stats] = defaultdict(Stats)
+        self.faults = faults_mod.FaultBook()
         session = boto3.session.Session(aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
                                         aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
                                         region_name=region)
@@ -231,6 +245,46 @@ class LambdaFront:
             for cache in (self._config_cache, self._alias_cache):
                 for key in [k for k in cache if k[0] == fn]:
                     cache.pop(key, None)
+            self._reserved.pop(fn, None)
+
+    def reserved_concurrency(self, fn: str) -> int | None:
+        """The function's reserved concurrency (PutFunctionConcurrency), None when it has none."""
+        now = time.monotonic()
+        cached = self._reserved.get(fn)
+        if cached and cached[0] > now:
+            return cached[1]
+        reply, data = self.moto.json("GET", f"/2019-09-30/functions/{quote(fn, safe='')}/concurrency")
+        value = (data or {}).get("ReservedConcurrentExecutions") if 200 <= reply.status < 300 else None
+        self._reserved[fn] = (now + CONFIG_TTL_LATEST, int(value) if value is not None else None)
+        return self._reserved[fn][1]
+
+    def concurrency_of(self, fn: str) -> tuple[int, str]:
+        """How many executions ``fn`` may run at once, and the throttle reason beyond it."""
+        reserved = self.reserved_concurrency(fn)
+        if reserved is not None:
+            return reserved, "ReservedFunctionConcurrentInvocationLimitExceeded"
+        return self.concurrency_limit, "ConcurrentInvocationLimitExceeded"
+
+    def reap(self, fn: str) -> list[str]:
+        """Retire the execution environments of ``fn``'s numbered versions that no alias points at any more."""
+        reply, data = self.moto.json("GET", f"/2015-03-31/functions/{quote(fn, safe='')}/aliases")
+        if not 200 <= reply.status < 300 or data is None:
+            return []
+        referenced = set()
+        for item in data.get("Aliases") or []:
+            referenced.add(str(item.get("FunctionVersion")))
+            referenced.update(str(v) for v in ((item.get("RoutingConfig") or {}).get("AdditionalVersionWeights")
+                                               or {}))
+        with self._lock:
+            retired = [s for s in self._pools if s.function_name == fn and s.version != "$LATEST"
+                       and s.version not in referenced]
+            pools = [self._pools.pop(s) for s in retired]
+        for pool in pools:
+            pool.close()  # idle environments stop now; busy ones when their invocation ends
+        if retired:
+            log.info("reaped the environments of %s versions %s: no alias points at them", fn,
+                     ", ".join(sorted(s.version for s in retired)))
+        return [s.version for s in retired]
 
     def pool_for(self, spec: FunctionVersion) -> WorkerPool:
         with self._lock:
@@ -241,7 +295,7 @@ class LambdaFront:
             # A changed configuration of the same version (only $LATEST can change) retires the old environments.
             for old in [s for s in self._pools if (s.function_name, s.version) == (spec.function_name, spec.version)]:
                 self._pools.pop(old).close()
-            pool = WorkerPool(spec, code_dir, self.log_dir, self.base_env, self.max_workers_per_version)
+            pool = WorkerPool(spec, code_dir, self.log_dir, self.base_env, self.max_workers_per_version or 1)
             self._pools[spec] = pool
             return pool
 
@@ -266,10 +320,27 @@ class LambdaFront:
     # ---------------------------------------------------------------------------------------------- dispatch
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
-        route = urlsplit(path)
-        p = route.path
+        p = urlsplit(path).path
+        if p == faults_mod.PATH:
+            status, answer = self.faults.endpoint(method, body)
+            return Reply(status, {"Content-Type": "application/json"}, answer)
         if p.startswith("/__sandbox/"):
             return self.sandbox_endpoint(method, p)
+        rule = self.faults.take("lambda", faults_mod.lambda_operation(method, p))
+        if rule is None:
+            return self.dispatch(method, path, headers, body)
+        log.info("injecting %s into %s %s (fault %s)", rule.kind, method, p, rule.id)
+        if rule.kind in ("throttle", "error"):
+            return Reply(*faults_mod.error_body(rule, "rest-json"))
+        if rule.kind == "latency":
+            time.sleep(rule.latency_ms / 1000.0)
+            return self.dispatch(method, path, headers, body)
+        self.dispatch(method, path, headers, body)  # drop: the call takes effect, its reply is lost
+        return Reply(DROP, {}, b"")
+
+    def dispatch(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        route = urlsplit(path)
+        p = route.path
         if method == "POST" and (m := INVOKE.match(p)):
             return self.invoke(m.group(1), parse_qs(route.query), headers, body)
         if method == "PUT" and (m := ALIAS.match(p)):
@@ -288,6 +359,8 @@ class LambdaFront:
                 self.invalidate(fn)
             if (am := ALIAS.match(p)) or ALIASES.match(p):
                 reply = self.rewrite_alias_reply(fn, method, am.group(2) if am else None, reply)
+                if method in ("POST", "DELETE") and 200 <= reply.status < 300:
+                    self.reap(fn)
         return reply
 
     def sandbox_endpoint(self, method: str, path: str) -> Reply:
@@ -336,8 +409,12 @@ class LambdaFront:
             dims.append((("FunctionName", fn), ("Resource", resource)))
             if via_alias:
                 dims.append((("FunctionName", fn), ("Resource", resource), ("ExecutedVersion", version)))
+        limit, reason = self.concurrency_of(fn)
         with self._lock:
-            if self._inflight[fn] >= self.concurrency_limit:
+            # a reserved function is held to its reservation; the others share the account's concurrency
+            running = self._inflight[fn] if reason.startswith("Reserved") else sum(
+                n for f, n in self._inflight.items() if self._reserved.get(f, (0, None))[1] is None)
+            if running >= limit:
                 self.stats[(fn, version)].throttles += 1
                 throttled = True
             else:
@@ -346,8 +423,7 @@ class LambdaFront:
                 throttled = False
         if throttled:
             self.telemetry.metrics.add(Datapoint("AWS/Lambda", "Throttles", d, 1.0) for d in dims)
-            return error_reply(429, "TooManyRequestsException", "Rate Exceeded.",
-                               extra={"Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"})
+            return error_reply(429, "TooManyRequestsException", "Rate Exceeded.", extra={"Reason": reason})
         if invocation_type == "DryRun":
             with self._lock:
                 self._inflight[fn] -= 1
@@ -395,6 +471,8 @@ class LambdaFront:
         rss = 0
         try:
             pool = self.pool_for(spec)
+            limit = self.concurrency_of(fn)[0]
+            pool.max_workers = max(1, min(limit, self.max_workers_per_version or limit))
             worker = pool.acquire(wait_s=max(30.0, timeout_s))
         except CodeUnavailable:
             error = {"errorType": "Sandbox.CodeUnavailable", "errorMessage":
@@ -491,6 +569,8 @@ class LambdaFront:
             if 200 <= reply.status < 300:
                 self._revisions[(fn, name)] = str(uuid.uuid4())
             self.invalidate(fn)
+            if 200 <= reply.status < 300:
+                self.reap(fn)
             return self.rewrite_alias_reply(fn, "PUT", name, reply)
 
     def rewrite_alias_reply(self, fn: str, method: str, name: str | None, reply: Reply) -> Reply:
@@ -606,6 +686,9 @@ class FrontHandler(BaseHTTPRequestHandler):
         except Exception as exc:
             log.exception("%s %s failed", self.command, self.path)
             reply = error_reply(500, "ServiceException", f"sandbox front error: {exc}", kind="Service")
+        if reply.status == DROP:  # an injected lost reply: the caller sees the connection close unanswered
+            self.close_connection = True
+            return
         self.send_response(reply.status)
         for key, value in reply.headers.items():
             if key.lower() not in HOP_BY_HOP and key.lower() not in ("server", "date"):
@@ -616,6 +699,12 @@ class FrontHandler(BaseHTTPRequestHandler):
             self.wfile.write(reply.body)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
+
+    def __getattr__(self, name: str):
+        # any other method reaches the front too, which answers it as the service would (never an HTML 501)
+        if name.startswith("do_") and name[3:].isalpha() and name[3:].isupper():
+            return self._serve
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args) -> None:
         log.debug("%s - " + format, self.address_string(), *args)
@@ -652,8 +741,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--region", required=True)
     parser.add_argument("--flush-interval", type=float, default=float(os.environ.get("SANDBOX_FLUSH_INTERVAL", 1.0)))
-    parser.add_argument("--concurrency-limit", type=int, default=50)
-    parser.add_argument("--max-workers-per-version", type=int, default=8)
+    parser.add_argument("--concurrency-limit", type=int,
+                        default=int(os.environ.get("SANDBOX_ACCOUNT_CONCURRENCY", 50)),
+                        help="the account's concurrency (functions with a reservation are held to it instead)")
+    parser.add_argument("--max-workers-per-version", type=int, default=None,
+                        help="cap each version's execution environments below the function's concurrency")
     parser.add_argument("--log-level", default=os.environ.get("SANDBOX_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),

@@ -301,6 +301,44 @@ class Sandbox:
         except (OSError, ValueError):
             return []
 
+    # -- faults ----------------------------------------------------------------------------------------------
+    def _faults_urls(self, service: str | None = None) -> list[str]:
+        """Where the rules for ``service`` live: Lambda's on the Lambda front, every other service's on moto."""
+        from promoter.sandbox.faults import PATH
+
+        endpoints = self.endpoints
+        lambda_front = endpoints["lambda_"] if endpoints["lambda_"] != endpoints["moto"] else None
+        if service == "lambda" and lambda_front:
+            return [lambda_front + PATH]
+        if service is not None:
+            return [endpoints["moto"] + PATH]
+        return [endpoints["moto"] + PATH] + ([lambda_front + PATH] if lambda_front else [])
+
+    def _faults_call(self, method: str, url: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        data = json.dumps(payload).encode() if payload is not None else None
+        request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+        try:
+            with opener.open(request, timeout=10) as resp:
+                return json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            detail = json.loads(exc.read() or b"{}").get("message", exc.reason)
+            raise UsageError(f"fault refused by the sandbox: {detail}") from None
+        except (OSError, urllib.error.URLError) as exc:
+            raise ConfigurationError(f"the sandbox did not answer at {url}: {exc}",
+                                     hint="check it with promoter sandbox status") from None
+
+    def add_fault(self, rule: dict[str, Any]) -> dict[str, Any]:
+        """Add a fault rule (see :mod:`promoter.sandbox.faults`) where the calls of its service are served."""
+        (url,) = self._faults_urls(str(rule.get("service") or ""))
+        return self._faults_call("POST", url, rule)
+
+    def faults(self) -> list[dict[str, Any]]:
+        return [rule for url in self._faults_urls() for rule in self._faults_call("GET", url).get("faults", [])]
+
+    def clear_faults(self) -> int:
+        return sum(int(self._faults_call("DELETE", url).get("cleared", 0)) for url in self._faults_urls())
+
     # -- internals -----------------------------------------------------------------------------------------
     def _client(self, service: str, endpoint: str | None = None) -> Any:
         import boto3

@@ -14,6 +14,9 @@ less than or equal to it (``sorted(values)[ceil(p / 100 * n) - 1]``). For the sa
 Datapoints sent as statistic sets (``StatisticValues``) carry no raw samples and are left out of percentiles;
 a period with no raw samples has no percentile value.
 
+Faults (:mod:`promoter.sandbox.faults`): :class:`FaultInjector` sits in front of moto and serves
+``/__sandbox/faults``; its rules throttle, fail, delay or drop the reply of the calls they name.
+
 moto also matches dimensions as a subset in ``GetMetricStatistics``: a query on ``[FunctionName]`` alone sums every
 more specific dimension set of that function (``Resource``, ``ExecutedVersion``) into it, and a query without
 dimensions sums everything. CloudWatch treats each combination of dimensions as a metric of its own.
@@ -24,6 +27,7 @@ moto's ``Dimension`` a consistent ordering, which ``GetMetricData`` relies on wh
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import re
@@ -161,6 +165,69 @@ def patch_cloudwatch_exact_dimensions() -> None:
     models.CloudWatchBackend._promoter_exact_dimensions = True
 
 
+class FaultInjector:
+    """WSGI middleware in front of moto: serves ``/__sandbox/faults`` and applies its rules to the calls they name
+    (the service from the SigV4 scope, the operation from ``X-Amz-Target`` or the query ``Action``)."""
+
+    def __init__(self, app: Any) -> None:
+        from promoter.sandbox.faults import FaultBook
+
+        self.app = app
+        self.book = FaultBook()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        import io
+        import time
+        from urllib.parse import parse_qs
+
+        from promoter.sandbox import faults
+
+        if environ.get("PATH_INFO") == faults.PATH:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            status, body = self.book.endpoint(environ["REQUEST_METHOD"], environ["wsgi.input"].read(length))
+            start_response(f"{status} {_REASONS.get(status, 'OK')}", [("Content-Type", "application/json"),
+                                                                        ("Content-Length", str(len(body)))])
+            return [body]
+        service = faults.signed_service(environ.get("HTTP_AUTHORIZATION"))
+        if service is None or not self.book.list():
+            return self.app(environ, start_response)
+        target = environ.get("HTTP_X_AMZ_TARGET")
+        if target:
+            operation, protocol = target.rsplit(".", 1)[-1], "json"
+        else:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            raw = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(raw)
+            fields = parse_qs(environ.get("QUERY_STRING", "")) | parse_qs(raw.decode("utf-8", "replace"))
+            operation, protocol = (fields.get("Action") or ["Unknown"])[0], "query"
+        rule = self.book.take(service, operation)
+        if rule is None:
+            return self.app(environ, start_response)
+        if rule.kind in ("throttle", "error"):
+            status, headers, body = faults.error_body(rule, protocol)  # type: ignore[arg-type]
+            start_response(f"{status} {_REASONS.get(status, 'Error')}",
+                           [*headers.items(), ("Content-Length", str(len(body)))])
+            return [body]
+        if rule.kind == "latency":
+            time.sleep(rule.latency_ms / 1000.0)
+            return self.app(environ, start_response)
+        # drop: let moto apply the call, then cut the connection before any reply
+        result = self.app(environ, lambda *_a, **_k: (lambda _data: None))
+        for _chunk in result:
+            pass
+        sock = environ.get("werkzeug.socket")
+        if sock is not None:
+            import socket
+
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        raise ConnectionAbortedError("reply dropped by an injected fault")
+
+
+_REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 405: "Method Not Allowed", 429: "Too Many Requests",
+            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m promoter.sandbox.moto_server", description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, required=True, help="TCP port on 127.0.0.1")
@@ -186,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    application = DomainDispatcherApplication(create_backend_app)
+    application = FaultInjector(DomainDispatcherApplication(create_backend_app))
     print(f"moto server for account {args.account_id} on http://127.0.0.1:{args.port}", flush=True)
     run_simple("127.0.0.1", args.port, application, threaded=True, request_handler=MotoRequestHandler)
 

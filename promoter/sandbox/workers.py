@@ -284,8 +284,13 @@ def start_worker(spec: FunctionVersion, code_dir: Path, log_dir: Path, base_env:
     return worker
 
 
+PARALLEL_STARTS = max(1, os.cpu_count() or 1)  # execution environments of one version starting at once
+
+
 class WorkerPool:
-    """Warm execution environments of one version: reused, grown on demand up to ``max_workers``."""
+    """Warm execution environments of one version: reused, and grown as Lambda scales out: an invocation that
+    finds none idle starts one of its own (one per waiting invocation), up to ``max_workers`` (the function's
+    concurrency, which the front may change as the reservation changes)."""
 
     def __init__(self, spec: FunctionVersion, code_dir: Path, log_dir: Path, base_env: dict[str, str],
                  max_workers: int = 8) -> None:
@@ -298,6 +303,7 @@ class WorkerPool:
         self._busy: set[int] = set()
         self._all: dict[int, Worker] = {}
         self._starting = 0
+        self._waiting = 0
         self._init_error: dict | None = None
         self._cond = threading.Condition()
         self._closed = False
@@ -327,24 +333,35 @@ class WorkerPool:
     def acquire(self, wait_s: float) -> Worker:
         deadline = time.monotonic() + wait_s
         with self._cond:
-            while True:
-                while self._idle:
-                    worker = self._idle.pop()
-                    if worker.alive():
-                        self._busy.add(worker.pid)
-                        return worker
-                    self._all.pop(worker.pid, None)
-                    worker.kill()
-                if self._init_error is not None and self._starting == 0:
-                    error, self._init_error = self._init_error, None
-                    raise WorkerInitFailed(error)
-                if self._starting == 0 and len(self._all) < self.max_workers:
-                    self._starting += 1
-                    threading.Thread(target=self._spawn, daemon=True, name="worker-spawn").start()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise WorkerTimedOut()
-                self._cond.wait(remaining)
+            self._waiting += 1
+            try:
+                while True:
+                    while self._idle:
+                        worker = self._idle.pop()
+                        if worker.alive():
+                            self._busy.add(worker.pid)
+                            return worker
+                        self._all.pop(worker.pid, None)
+                        worker.kill()
+                    if self._init_error is not None and self._starting == 0:
+                        error, self._init_error = self._init_error, None
+                        raise WorkerInitFailed(error)
+                    # scale out: an environment starting for each invocation waiting, within the concurrency, a
+                    # few at a time: starts cost CPU, and an environment freed meanwhile serves a waiter first
+                    if self._starting < min(self._waiting, PARALLEL_STARTS) and \
+                            len(self._all) + self._starting < self.max_workers:
+                        self._starting += 1
+                        threading.Thread(target=self._spawn, daemon=True, name="worker-spawn").start()
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise WorkerTimedOut()
+                    self._cond.wait(remaining)
+            finally:
+                self._waiting -= 1
+
+    def idle(self) -> bool:
+        with self._cond:
+            return not self._busy and self._starting == 0
 
     def release(self, worker: Worker, healthy: bool) -> None:
         with self._cond:

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import zipfile
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -144,11 +145,14 @@ def test_credentials_for_another_account_are_refused_before_anything_changes(sit
     ):
         with pytest.raises(RefusedError, match=r"credentials are for account 815856636111, but prod is account"):
             action()
-    # THEN nothing was published, moved or recorded
+    # THEN nothing was published or moved, and each refusal is on record
     versions = sit.lam.list_versions_by_function(FunctionName=sit.names.function)["Versions"]
     assert [v["Version"] for v in versions] == ["$LATEST", "1"]
     assert sit.lam.get_alias(FunctionName=sit.names.function, Name=sit.names.alias)["FunctionVersion"] == "1"
-    assert sit.ledger.records("prod") == []
+    refusals = sit.ledger.records("prod")
+    assert [(r["kind"], r["command"], r["outcome"]) for r in refusals] == [
+        ("refusal", "deploy", "refused"), ("refusal", "rollback", "refused"), ("refusal", "abort", "refused")]
+    assert all("credentials are for account 815856636111" in r["reason"] for r in refusals)
 
 
 def test_all_at_once_publishes_a_described_version_after_a_real_handler_gate(sit):
@@ -246,6 +250,8 @@ def test_rollback_to_resolves_tags_and_refuses_unknown_ones(sit):
     assert sit.lam.get_alias(FunctionName=sit.names.function, Name=sit.names.alias)["FunctionVersion"] == "1"
 
     result = runner.invoke(cli, ["rollback", "--env", ENV, "--to", "v7.7.7", "--yes"], env=env)
+    # the command ignored interrupts only until it had printed its outcome
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert result.exit_code == 1
     assert "never deployed" in result.output and "v1.0.0 (version 1)" in result.output
     assert "v1.1.0 (version 2)" in result.output

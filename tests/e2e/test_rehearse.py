@@ -39,6 +39,9 @@ def test_the_whole_promotion_rehearses_offline(tmp_path):
     figures = result["figures"]
     assert figures["faulty_requests_served"] > 0
     assert 0 < figures["first_faulty_request_to_stable_s"] < 60
+    # the control-plane fault injected into the good deploy (a lost UpdateAlias reply) was handled
+    deploy = next(s for s in result["steps"] if s["name"] == "deploy")
+    assert deploy["data"]["lost_replies_recognised"] and "recognised as applied" in deploy["detail"]
     faulty = next(s for s in result["steps"] if s["name"] == "faulty")
     assert "error_rate_pct" in faulty["detail"]
     status = next(s for s in result["steps"] if s["name"] == "status")["data"]["status"]

@@ -172,7 +172,8 @@ def test_ctrl_c_mid_bake_leaves_the_alias_on_stable(sandbox, built):
 
 
 def test_rollback_to_a_tag_after_a_release(sandbox, built):
-    result = deploy_cli("--artifact", str(built.good), "--release", "v1.1.0")  # sit without --canary: all at once
+    result = deploy_cli("--artifact", str(built.good), "--release", "v1.1.0",
+                        "--all-at-once", "rehearsing a rollback")  # sit's plan says canary: relaxed, recorded
     assert result.exit_code == 0, result.output
     assert alias(sandbox)["version"] == "2"
     result = CliRunner().invoke(cli, ["rollback", "--env", ENV, "--to", "v1.0.0", "--yes"], env=CLI_ENV)
@@ -197,7 +198,7 @@ def test_two_deploys_at_once_cannot_both_shift(sandbox, built, tmp_path):
     assert "locked by" in loser
     # one run, one set of shifts
     runs = [r for r in Ledger(sandbox.home).runs(ENV) if r.get("kind_of_run") == "deploy"]
-    assert len(runs) == 1
+    assert sorted(r.get("refusal", False) for r in runs) == [False, True]  # the loser's refusal is on record
     assert [c["after"]["weights"] for c in changes(sandbox)] == [{"2": 0.1}, {"2": 0.5}, {}]
     assert Path(built.good).exists()
 

@@ -79,6 +79,7 @@ def test_the_runtime_layer_holds_boto3_and_is_built_once(tmp_path):
     for name in ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3"):
         assert (layer / name / "__init__.py").is_file(), name
     assert (layer / "six.py").is_file()
+    assert list((layer / "botocore").glob("__pycache__/*.pyc"))  # byte-compiled once, not in every cold start
     stamp = (layer / ".complete").stat().st_mtime_ns
     assert runtimes.runtime_layer(interpreter, tmp_path) == layer
     assert (layer / ".complete").stat().st_mtime_ns == stamp

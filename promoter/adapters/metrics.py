@@ -21,6 +21,8 @@ from promoter.adapters.aws import error_code, translate
 from promoter.engine.canary import Observation, VersionMetrics, Window
 from promoter.plan.models import Metrics
 
+PERCENTILES = (10.0, 25.0, 50.0, 75.0, 90.0, 95.0)
+
 
 class CloudWatchMetricSource:
     def __init__(
@@ -107,14 +109,16 @@ class CloudWatchMetricSource:
             {"Name": self._m.service_dimension, "Value": self._m.service_name},
             {"Name": self._m.version_dimension, "Value": version},
         ]
+        percentiles = self._percentiles(lam, "Duration", dims, window)
         return VersionMetrics(
             version=version,
             invocations=self._sum(lam, "Invocations", dims, window),
             errors=self._sum(lam, "Errors", dims, window),
             server_errors=self._sum(self._m.service_namespace, self._m.server_error_metric, service_dims, window),
             throttles=self._sum(lam, "Throttles", dims, window),
-            p95_ms=self._p95(lam, "Duration", dims, window),
+            p95_ms=dict(percentiles).get(95.0),
             duration_samples=self._samples(lam, "Duration", dims, window),
+            duration_percentiles=percentiles,
         )
 
     # -- calls -------------------------------------------------------------------------------------------
@@ -141,8 +145,17 @@ class CloudWatchMetricSource:
         points = self._stats(namespace, name, dims, window, Statistics=["SampleCount"])
         return float(sum(p.get("SampleCount", 0.0) for p in points))
 
-    def _p95(self, namespace: str, name: str, dims: list[dict[str, str]], window: Window) -> float | None:
-        points = self._stats(namespace, name, dims, window, ExtendedStatistics=["p95"])
-        values = [p["ExtendedStatistics"]["p95"] for p in points if "p95" in (p.get("ExtendedStatistics") or {})]
-        # more than one datapoint only when CloudWatch split the window: the worst one is the safe reading
-        return max(values) if values else None
+    def _percentiles(self, namespace: str, name: str, dims: list[dict[str, str]],
+                     window: Window) -> tuple[tuple[float, float], ...]:
+        """(percent, value) for each of PERCENTILES CloudWatch answered; p95 is the one the threshold names, the
+        others bound how many samples were slower than it."""
+        stats = [f"p{p:g}" for p in PERCENTILES]
+        points = self._stats(namespace, name, dims, window, ExtendedStatistics=stats)
+        out = []
+        for pct, stat in zip(PERCENTILES, stats, strict=True):
+            values = [p["ExtendedStatistics"][stat] for p in points if stat in (p.get("ExtendedStatistics") or {})]
+            # more than one datapoint only when CloudWatch split the window: the worst p95 is the safe reading,
+            # and a chunk's lower percentiles say nothing about the whole window
+            if values and (len(points) == 1 or pct == 95.0):
+                out.append((pct, float(max(values))))
+        return tuple(out)

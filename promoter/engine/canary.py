@@ -30,7 +30,10 @@ Rules (fail fast, pass slow):
   invocations and how long a pass would need at the observed rate;
 - p95 latency is judged against the threshold and, with ``compare_to_stable``, against stable's p95 (the
   canary fails only when over both), and only on at least ``min_invocations`` Duration samples: a p95 from
-  fewer is not a verdict.
+  fewer is not a verdict. Failing fast on latency has its own evidence: a p95 under the threshold allows at
+  most 5 % of samples over it, and the Duration percentiles CloudWatch reports (nearest rank) bound how many
+  were over it from below; the same sequential test (q = 5 %, level alpha) fails a canary on any sample when
+  that many slow samples cannot come from a p95 under the threshold.
 """
 
 from __future__ import annotations
@@ -186,6 +189,9 @@ class VersionMetrics:
     throttles: float = 0
     p95_ms: float | None = None
     duration_samples: float | None = None  # Duration's SampleCount: how many values the p95 was taken over
+    # (percent, value in ms) pairs CloudWatch reported for Duration, p95 among them: a lower bound on how many
+    # samples were slower than a threshold, for the latency test (nearest-rank percentiles)
+    duration_percentiles: tuple[tuple[float, float], ...] = ()
 
     @property
     def error_rate_pct(self) -> float | None:
@@ -475,17 +481,44 @@ def error_test(obs: Observation, t: Thresholds, *, canary_weight: float | None =
                      t.min_invocations, obs.window_seconds)
 
 
+SLOW_SHARE = 0.05  # p95 under the threshold means at most 5 % of the samples slower than it
+
+
+def slow_at_least(percentiles: tuple[tuple[float, float], ...], samples: int, threshold: float) -> int:
+    """How many of ``samples`` values were at least slower than ``threshold``, from nearest-rank percentiles.
+
+    The k-th percentile is the value of rank ceil(k/100 * n), so when it is over the threshold every value from
+    that rank up is too: n - ceil(k/100 * n) + 1 of them.
+    """
+    best = 0
+    for pct, value in percentiles:
+        if value > threshold and samples > 0:
+            best = max(best, samples - math.ceil(pct / 100.0 * samples - 1e-9) + 1)
+    return min(best, samples)
+
+
 def _p95_check(obs: Observation, t: Thresholds) -> Check:
     p95 = obs.canary.p95_ms
     if p95 is None or (isinstance(p95, float) and math.isnan(p95)):
         return Check("p95_duration_ms", None, None, t.p95_duration_ms, "no p95 datapoint in the window")
     samples = obs.canary.duration_samples
     samples = obs.canary.invocations if samples is None else samples
+    stable_p95 = obs.stable.p95_ms if obs.stable else None
+    worse = t.compare_to_stable is False or stable_p95 is None or \
+        p95 > stable_p95 * (1 + t.relative_tolerance_pct / 100.0)
+    n = max(0, round(samples))
+    slow = slow_at_least(obs.canary.duration_percentiles, n, t.p95_duration_ms)
+    p = sequential_p(slow, n, SLOW_SHARE)
+    if p95 > t.p95_duration_ms and worse and p < t.alpha:
+        # fail fast: so many samples over the threshold that its p95 cannot be under it
+        stable_text = f", stable p95 {stable_p95:.1f} ms" if stable_p95 is not None else ""
+        return Check("p95_duration_ms", False, round(p95, 2), t.p95_duration_ms,
+                     f"at least {slow}/{n} samples over {t.p95_duration_ms:g} ms, p={_p(p)} < {_p(t.alpha)}"
+                     f"{stable_text}")
     if samples < t.min_invocations:
         return Check("p95_duration_ms", None, round(p95, 2), t.p95_duration_ms,
                      f"p95 over {samples:g} samples, {t.min_invocations} needed")
     over = p95 > t.p95_duration_ms
-    stable_p95 = obs.stable.p95_ms if obs.stable else None
     if t.compare_to_stable and stable_p95 is not None:
         limit = stable_p95 * (1 + t.relative_tolerance_pct / 100.0)
         detail = f"stable p95 {stable_p95:.1f} ms, {samples:g} samples"

@@ -21,6 +21,7 @@ from promoter.engine.canary import (
     next_action,
     query_window,
     sequential_p,
+    slow_at_least,
     still_preexisting,
     upper_bound,
 )
@@ -216,6 +217,32 @@ def test_p95_from_fewer_samples_than_the_minimum_is_not_a_verdict():
     assert check(verdict, "p95_duration_ms").ok is None
     slow_many = VersionMetrics("2", invocations=60, p95_ms=2500, duration_samples=60)
     assert judge(obs(canary=slow_many), T).outcome == "fail"
+
+
+def test_latency_fails_fast_when_so_many_samples_are_slow_that_p95_cannot_be_under():
+    # GIVEN 4 samples, all slower than 2 s (p10 is over it): at least 4 of 4 over, where p95 allows 5 %
+    pct = ((10.0, 2300.0), (50.0, 2310.0), (95.0, 2330.0))
+    few_slow = VersionMetrics("2", invocations=4, p95_ms=2330, duration_samples=4, duration_percentiles=pct)
+    verdict = judge(obs(canary=few_slow), T)
+    # THEN it fails now, far below min_invocations, with the count and the p-value recorded
+    assert verdict.outcome == "fail"
+    p95 = check(verdict, "p95_duration_ms")
+    assert p95.ok is False and "at least 4/4 samples over 2000 ms" in p95.detail
+    # one slow sample in four is no such evidence: not a verdict yet
+    one = VersionMetrics("2", invocations=4, p95_ms=2330, duration_samples=4,
+                         duration_percentiles=((10.0, 20.0), (50.0, 30.0), (95.0, 2330.0)))
+    assert check(judge(obs(canary=one), T), "p95_duration_ms").ok is None
+    # nor is a canary as slow as stable (an incident on both)
+    slow_stable = VersionMetrics("1", invocations=900, p95_ms=2400)
+    assert judge(obs(canary=few_slow, stable=slow_stable), T).outcome != "fail"
+
+
+def test_slow_at_least_reads_nearest_rank_percentiles():
+    assert slow_at_least(((10.0, 2500.0),), 10, 2000) == 10  # rank 1 and up
+    assert slow_at_least(((50.0, 2500.0), (10.0, 100.0)), 10, 2000) == 6  # rank 5 and up
+    assert slow_at_least(((95.0, 2500.0),), 100, 2000) == 6  # rank 95 and up
+    assert slow_at_least(((95.0, 1500.0),), 100, 2000) == 0
+    assert slow_at_least((), 100, 2000) == 0
 
 
 def test_p95_over_the_threshold_but_no_worse_than_stable_does_not_fail():

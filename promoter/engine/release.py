@@ -503,10 +503,10 @@ class _Run:
         if firing:
             fix_forward = self.s.plan.canary.fix_forward_alarms
             self.log("alarms-before", in_alarm=list(firing), blocking=not fix_forward)
-            self.emit(ReleaseEvent("progress", {"message": f"already in ALARM before the deploy: {', '.join(firing)}"
-                                                + ("" if fix_forward else " (the plan blocks deploys while they fire)")
-                                                + ("; they do not block it, a new alarm during a bake fails the step"
-                                                   if fix_forward else "")}))
+            effect = ("they do not block this release (a fix forward); an alarm entering ALARM during a bake fails "
+                      "the step") if fix_forward else "the plan blocks deploys while they fire"
+            self.emit(ReleaseEvent("progress", {"message": f"already in ALARM before the deploy: "
+                                                           f"{', '.join(firing)}; {effect}"}))
             if not fix_forward:
                 raise RefusedError(f"alarms already in ALARM before the deploy: {', '.join(firing)}; no traffic moved",
                                    hint="the plan sets canary.fix_forward_alarms: false; resolve the alarms first")

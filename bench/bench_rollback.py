@@ -1,14 +1,22 @@
-"""Time to automatic rollback: in the sandbox, under steady traffic, deploy a faulty release with canary analysis
-and measure (1) the time from the faulty version's first request to the alias back on stable and (2) how many
-requests the faulty version served.
+"""Time to automatic rollback, and time to 100 % for a good release: in the sandbox, under steady traffic, deploy
+a release with canary analysis and print what it cost.
 
-    python bench/bench_rollback.py [--rate 30] [--bake 10] [--interval 2] [--fault latency|errors]
+    python bench/bench_rollback.py [--fault errors|latency|none] [--rate 30] [--bake 10] [--interval S]
+                                   [--runs 1] [--min-invocations N]
 
-``latency`` (default) makes the new version slower than the plan's p95 threshold (CHAOS_LATENCY_MS); ``errors``
-makes 30 % of its answers 500s (CHAOS_ERROR_RATE) once each execution environment has served ten requests
-(CHAOS_START_AFTER, so the pre-traffic gate's requests pass and only the canary analysis can stop it); the canary
-sees those 500s through the service's per-version ServerErrors metric. The plan's thresholds and steps are
-used; min_invocations is lowered to 5 for a short bake.
+For a fault: the time from the faulty version's first request to the alias back on stable, and how many
+requests (and failed requests) the faulty version served. The sandbox stamps a version's first request when it
+answers it, so for a latency fault the time from the shift to 10 % is printed too. For a good release
+(``--fault none``): the time from its first request to 100 %, and whether any analysis ever judged it failed;
+``--runs 20`` deploys 20 good releases one after the other in the same sandbox.
+
+``errors`` makes 30 % of the new version's answers 500s (CHAOS_ERROR_RATE) once each execution environment has
+served ten requests (CHAOS_START_AFTER, so the pre-traffic gate's requests pass and only the canary analysis can
+stop it); the canary sees those 500s through the service's per-version ServerErrors metric. ``latency`` makes it
+slower than the plan's p95 threshold (CHAOS_LATENCY_MS). The plan's thresholds, steps, minimum invocations and
+extension are used as they are; ``--bake`` compresses the bakes below 100 % and, unless ``--interval`` is
+given, the analysis interval with them. ``--min-invocations`` lowers the plan's minimum for comparison.
+Traffic goes to the sandbox on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -27,18 +35,42 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
+FAULTS = {
+    "latency": {"CHAOS_LATENCY_MS": "2300"},
+    "errors": {"CHAOS_ERROR_RATE": "0.3", "CHAOS_START_AFTER": "10"},
+    "none": {},
+}
+
+
+def _ts(record: dict) -> float:
+    return datetime.fromisoformat(record["ts"].replace("Z", "+00:00")).timestamp()
+
+
+def _stats(api: str) -> dict:
+    with urllib.request.urlopen(api + "/__sandbox/stats", timeout=5) as resp:
+        return json.load(resp)
+
+
+def _flush(api: str) -> None:
+    request = urllib.request.Request(api + "/__sandbox/flush", method="POST")
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--bake", type=float, default=10.0)
-    parser.add_argument("--interval", type=float, default=2.0)
-    parser.add_argument("--fault", choices=["latency", "errors"], default="latency")
+    parser.add_argument("--interval", type=float, default=None, help="default: the plan's, compressed with --bake")
+    parser.add_argument("--fault", choices=sorted(FAULTS), default="errors")
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--min-invocations", type=int, default=None, help="default: the plan's")
     args = parser.parse_args()
 
     from promoter.adapters.aws import AwsSessionFactory
     from promoter.engine import release
     from promoter.engine.build import build
+    from promoter.engine.canary import Window
     from promoter.engine.ledger import Ledger
     from promoter.engine.traffic import SteadyTraffic
     from promoter.errors import PromoterError
@@ -47,54 +79,87 @@ def main() -> int:
 
     env = "sit"
     plan = load_plan()
-    plan = plan.model_copy(update={"canary": plan.canary.model_copy(update={"min_invocations": 5,
-                                                                            "max_extension_seconds": 10})})
+    if args.min_invocations is not None:
+        plan = plan.model_copy(update={"canary": plan.canary.model_copy(
+            update={"min_invocations": args.min_invocations})})
+    c = plan.canary
     work = Path(tempfile.mkdtemp(prefix="bench-rollback-"))
     plan_file = work / "plan.yaml"
     plan_file.write_text(yaml.safe_dump(plan.model_dump(mode="json"), sort_keys=False))
     artifact = build(repo=ROOT, release="v1.1.0", target="lambda", out_dir=work / "dist",
                      python_version=plan.service.python_version, platform=plan.service.wheel_platform)
+    fault = FAULTS[args.fault]
+    clock = release.step_clock(plan, release.Step(10, args.bake), args.interval)
+    print(f"fault: {args.fault} {fault}; traffic {args.rate:g} req/s; bake {args.bake:g}s, analysis every "
+          f"{clock.interval:g}s, extension up to {clock.extension_seconds:g}s; min_invocations {c.min_invocations}, "
+          f"false_alarm_rate {c.false_alarm_rate:g}, pass_confidence {c.pass_confidence:g}")
     sandbox = Sandbox.up(plan=plan, env=env, state_dir=work / "sandbox", plan_path=plan_file, repo=ROOT)
+    failures = 0
     try:
         os.environ.update(sandbox.env_vars())
         api = sandbox.env_vars()["PROMOTER_API_URL"]
         ledger = Ledger(work / "home")
         ports = release.Ports.for_aws(AwsSessionFactory(region=sandbox.region), plan, env, ledger)
-        fault = {
-            "latency": {"CHAOS_LATENCY_MS": "2300"},
-            "errors": {"CHAOS_ERROR_RATE": "0.3", "CHAOS_START_AFTER": "10"},
-        }[args.fault]
-        settings = release.DeploySettings(plan=plan, env=env, release="v1.1.0", canary=True,
-                                          artifact=Path(artifact.path), allow_untagged=True, env_vars=fault,
-                                          bake_seconds=args.bake, analysis_interval=args.interval)
         with SteadyTraffic(api, sandbox.token("campaigns-viewer"), rate=args.rate, threads=6):
             time.sleep(2)  # stable traffic before the release
-            try:
-                record = release.deploy(settings, ports)
-                outcome = record.outcome
-            except PromoterError as exc:
-                outcome = f"{type(exc).__name__} (exit {int(exc.exit_code)}): {exc}"
-            time.sleep(1)
-        with urllib.request.urlopen(api + "/__sandbox/stats", timeout=5) as resp:
-            stats = json.load(resp)
-        changes = ledger.records(env, kind="alias-change")
-        back = next((c for c in reversed(changes) if c.get("step") == "rollback"), None)
-        faulty = next((c["after"]["weights"] for c in changes if c["after"]["weights"]), {})
-        faulty_version = next(iter(faulty), None)
-        served = int(stats["versions"].get(faulty_version, 0)) if faulty_version else 0
-        first = stats.get("first_seen", {}).get(faulty_version) if faulty_version else None
-        print(f"outcome: {outcome}")
-        print(f"fault: {args.fault} {fault}; traffic {args.rate:g} req/s; bake {args.bake:g}s, analysis every "
-              f"{args.interval:g}s")
-        if back is None or first is None:
-            print("no automatic rollback happened (see outcome)")
-            return 1
-        back_at = datetime.fromisoformat(back["ts"].replace("Z", "+00:00")).timestamp()
-        print(f"faulty version {faulty_version} served {served} requests (of {stats['total']} total)")
-        print(f"time from its first request to alias back on stable: {back_at - float(first):.2f}s")
-        return 0
+            for run in range(1, args.runs + 1):
+                settings = release.DeploySettings(
+                    plan=plan, env=env, release="v1.1.0", canary=True, artifact=Path(artifact.path),
+                    allow_untagged=True, env_vars={**fault, "BENCH_RUN": str(run)},
+                    bake_seconds=args.bake, analysis_interval=args.interval)
+                started = time.time()
+                try:
+                    record = release.deploy(settings, ports)
+                    outcome = record.outcome
+                except PromoterError as exc:
+                    outcome = f"{type(exc).__name__} (exit {int(exc.exit_code)}): {exc}"
+                time.sleep(1.5)  # the sandbox flushes its metrics every second
+                _flush(api)
+                failures += not _report(run, args.fault, outcome, ledger, env, api, ports, started, Window)
     finally:
         sandbox.down()
+    return 1 if failures else 0
+
+
+def _report(run, fault, outcome, ledger, env, api, ports, started, window_type) -> bool:
+    stats = _stats(api)
+    runs = ledger.runs(env)
+    run_id = runs[-1]["run_id"]
+    changes = ledger.records(env, kind="alias-change", run_id=run_id)
+    verdicts = ledger.records(env, kind="verdict", run_id=run_id)
+    candidate = next((str(v) for ch in changes for v in (ch["after"].get("weights") or {})), None)
+    first = stats.get("first_seen", {}).get(candidate) if candidate else None
+    print(f"run {run}: outcome: {outcome}")
+    if candidate is None or first is None:
+        print("  the new version took no traffic (see outcome)")
+        return False
+    period = 60 * (int((time.time() - started) // 60) + 3)  # the whole run, in one datapoint
+    served = ports.metrics.version_metrics(
+        candidate, window_type(start=started - 60, end=started - 60 + period, period=period, elapsed=period))
+    failed = int(served.errors + served.server_errors)
+    ever_failed = any(v.get("outcome") == "fail" for v in verdicts)
+    last = verdicts[-1] if verdicts else {}
+    print(f"  new version {candidate} served {stats['versions'].get(candidate, 0)} requests through the API, "
+          f"{failed} failed (of {served.invocations:g} invocations in its metrics); {len(verdicts)} analyses, "
+          f"ever judged failed: {'yes' if ever_failed else 'no'}")
+    if last:
+        print(f"  last verdict at {last['step']}% after {last['elapsed']:g}s: {last.get('line')}")
+    back = next((ch for ch in reversed(changes) if ch.get("step") == "rollback"), None)
+    full = next((ch for ch in changes if ch.get("step") == 100), None)
+    if fault == "none":
+        if full is None:
+            print("  never reached 100 %")
+            return False
+        print(f"  time from its first request (answered) to 100 %: {_ts(full) - float(first):.2f}s")
+        return not ever_failed
+    if back is None:
+        print("  no automatic rollback happened")
+        return False
+    shifted = next((ch for ch in changes if ch.get("step") == 10), None)
+    since_shift = f"; from the shift to 10 %: {_ts(back) - _ts(shifted):.2f}s" if shifted else ""
+    print(f"  time from its first request (answered) to alias back on stable: {_ts(back) - float(first):.2f}s"
+          f"{since_shift}")
+    return True
 
 
 if __name__ == "__main__":

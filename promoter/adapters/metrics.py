@@ -6,8 +6,10 @@ Per version, over one window, it reads:
   dimensions Lambda publishes for an alias: FunctionName, Resource=``<function>:<alias>`` and ExecutedVersion;
 - the service's own 5xx count from the plan's ``metrics`` section (namespace, metric and dimensions);
 
-and, once per observation, the DLQ depth (SQS ApproximateNumberOfMessages) and which of the plan's alarms
-are in ALARM.
+and, once per observation, the DLQ depth (SQS ApproximateNumberOfMessages), which of the plan's alarms are in
+ALARM, and how fresh the data is: the newest 1-minute datapoint of the canary's Invocations (Lambda's metrics
+have 1-minute resolution and arrive late on AWS), so the engine never passes a bake on minutes it has not seen.
+The p95 comes with Duration's SampleCount, the number of values it was taken over.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 from promoter.adapters.aws import error_code, translate
 from promoter.engine.canary import Observation, VersionMetrics, Window
 from promoter.plan.models import Metrics
+
+PERCENTILES = (10.0, 25.0, 50.0, 75.0, 90.0, 95.0)
 
 
 class CloudWatchMetricSource:
@@ -49,7 +53,17 @@ class CloudWatchMetricSource:
             window_seconds=window.elapsed,
             dlq_messages=self.dlq_messages(),
             alarms_in_alarm=self.alarms_in_alarm(),
+            newest_datapoint=self.newest_datapoint(canary, window),
+            read_at=datetime.now(UTC).timestamp(),
         )
+
+    def newest_datapoint(self, version: str, window: Window) -> float | None:
+        """Start (epoch seconds) of the newest 1-minute datapoint of ``version``'s Invocations in the window."""
+        minute = Window(start=window.start, end=window.end, period=60, elapsed=window.elapsed)
+        points = self._stats(self._m.lambda_namespace, "Invocations", self._lambda_dims(version), minute,
+                             Statistics=["Sum"])
+        stamps = [p["Timestamp"].timestamp() for p in points if p.get("Timestamp") is not None]
+        return max(stamps) if stamps else None
 
     def alarms_in_alarm(self) -> tuple[str, ...]:
         if not self.alarm_names:
@@ -81,24 +95,30 @@ class CloudWatchMetricSource:
             raise translate(exc, f"read depth of queue {self.dlq}") from None
         return int(attrs.get("Attributes", {}).get("ApproximateNumberOfMessages", 0))
 
-    def version_metrics(self, version: str, window: Window) -> VersionMetrics:
-        lam = self._m.lambda_namespace
-        dims = [
+    def _lambda_dims(self, version: str) -> list[dict[str, str]]:
+        return [
             {"Name": "FunctionName", "Value": self.function},
             {"Name": "Resource", "Value": f"{self.function}:{self.alias}"},
             {"Name": "ExecutedVersion", "Value": version},
         ]
+
+    def version_metrics(self, version: str, window: Window) -> VersionMetrics:
+        lam = self._m.lambda_namespace
+        dims = self._lambda_dims(version)
         service_dims = [
             {"Name": self._m.service_dimension, "Value": self._m.service_name},
             {"Name": self._m.version_dimension, "Value": version},
         ]
+        percentiles = self._percentiles(lam, "Duration", dims, window)
         return VersionMetrics(
             version=version,
             invocations=self._sum(lam, "Invocations", dims, window),
             errors=self._sum(lam, "Errors", dims, window),
             server_errors=self._sum(self._m.service_namespace, self._m.server_error_metric, service_dims, window),
             throttles=self._sum(lam, "Throttles", dims, window),
-            p95_ms=self._p95(lam, "Duration", dims, window),
+            p95_ms=dict(percentiles).get(95.0),
+            duration_samples=self._samples(lam, "Duration", dims, window),
+            duration_percentiles=percentiles,
         )
 
     # -- calls -------------------------------------------------------------------------------------------
@@ -121,8 +141,21 @@ class CloudWatchMetricSource:
     def _sum(self, namespace: str, name: str, dims: list[dict[str, str]], window: Window) -> float:
         return float(sum(p.get("Sum", 0.0) for p in self._stats(namespace, name, dims, window, Statistics=["Sum"])))
 
-    def _p95(self, namespace: str, name: str, dims: list[dict[str, str]], window: Window) -> float | None:
-        points = self._stats(namespace, name, dims, window, ExtendedStatistics=["p95"])
-        values = [p["ExtendedStatistics"]["p95"] for p in points if "p95" in (p.get("ExtendedStatistics") or {})]
-        # more than one datapoint only when CloudWatch split the window: the worst one is the safe reading
-        return max(values) if values else None
+    def _samples(self, namespace: str, name: str, dims: list[dict[str, str]], window: Window) -> float:
+        points = self._stats(namespace, name, dims, window, Statistics=["SampleCount"])
+        return float(sum(p.get("SampleCount", 0.0) for p in points))
+
+    def _percentiles(self, namespace: str, name: str, dims: list[dict[str, str]],
+                     window: Window) -> tuple[tuple[float, float], ...]:
+        """(percent, value) for each of PERCENTILES CloudWatch answered; p95 is the one the threshold names, the
+        others bound how many samples were slower than it."""
+        stats = [f"p{p:g}" for p in PERCENTILES]
+        points = self._stats(namespace, name, dims, window, ExtendedStatistics=stats)
+        out = []
+        for pct, stat in zip(PERCENTILES, stats, strict=True):
+            values = [p["ExtendedStatistics"][stat] for p in points if stat in (p.get("ExtendedStatistics") or {})]
+            # more than one datapoint only when CloudWatch split the window: the worst p95 is the safe reading,
+            # and a chunk's lower percentiles say nothing about the whole window
+            if values and (len(points) == 1 or pct == 95.0):
+                out.append((pct, float(max(values))))
+        return tuple(out)

@@ -85,6 +85,11 @@ class LiveDisplay:
         table.add_row("alias", str(s["weights"]))
         if s["bake_left"] is not None:
             table.add_row("bake left", f"{s['bake_left']:.0f}s")
+        if s.get("next_analysis_in") is not None:
+            every = f" (every {s['interval']:g}s)" if s.get("interval") else ""
+            table.add_row("next analysis", f"in {s['next_analysis_in']:.0f}s{every}")
+        if s.get("deadline_in") is not None:
+            table.add_row("deadline", f"in {s['deadline_in']:.0f}s (bake plus the longest extension)")
         table.add_row("canary", str(s.get("canary", "-")))
         table.add_row("stable", str(s.get("stable", "-")))
         table.add_row("verdict", str(s["verdict"]))
@@ -116,6 +121,8 @@ class LiveDisplay:
             self.line(self.state["step"])
         elif event.kind == "tick":
             self.state["bake_left"] = d["bake_left"]
+            for key in ("next_analysis_in", "deadline_in", "interval"):
+                self.state[key] = d.get(key)
         elif event.kind == "verdict":
             obs = d["observation"]
             for who in ("canary", "stable"):
@@ -123,9 +130,8 @@ class LiveDisplay:
                 if m:
                     self.state[who] = (f"v{m['version']} n={m['invocations']:g} err={m['error_rate_pct']}% "
                                        f"p95={m['p95_ms']}ms")
-            self.state["verdict"] = f"{d['outcome']} -> {d['action']} ({d['why']})"
-            self.line(f"verdict at {d['step']}% after {d['elapsed']:.0f}s: {self.state['verdict']}; "
-                      f"canary {self.state.get('canary')}; stable {self.state.get('stable', '-')}")
+            self.state["verdict"] = verdict_line(d)
+            self.line(f"verdict at {d['step']}% after {d['elapsed']:.0f}s: {self.state['verdict']}")
         elif event.kind == "rollback":
             self.line(f"rolling back to version {d['to']}: {d['reason']}")
         elif event.kind == "end":
@@ -150,6 +156,18 @@ def _env_of(app: App, command: str) -> str:
                                 reason=f"the plan did not load: {exc}", error="PlanError", hint=exc.hint,
                                 who=whoami(), release=None)
         raise
+
+
+def verdict_line(v: dict[str, Any]) -> str:
+    """One verdict as one line: the test's counts, p-value or bound, threshold and decision, then what follows."""
+    text = v.get("line") or "; ".join(v.get("reasons") or []) or str(v.get("outcome"))
+    extra = [f"{v.get('action')}"]
+    if v.get("action") == "wait" and v.get("next_analysis") is not None:
+        extra.append(f"next analysis at {v['next_analysis']:g}s, deadline {v.get('deadline', 0):g}s")
+    age = (v.get("observation") or {}).get("data_age_seconds")
+    if age is not None:
+        extra.append(f"newest datapoint {age:.0f}s old")
+    return f"{text} -> {', '.join(extra)}"
 
 
 def _ports(app: App, env: str):
@@ -408,8 +426,8 @@ def _summary(r: dict[str, Any]) -> str:
                f"-> {r.get('after', {}).get('version')} {r.get('after', {}).get('weights')}"
     if kind == "verdict":
         c = r.get("observation", {}).get("canary", {})
-        return (f"{r.get('step')}% {r.get('outcome')} -> {r.get('action')}: n={c.get('invocations')} "
-                f"err={c.get('error_rate_pct')}% p95={c.get('p95_ms')}")
+        return (f"{r.get('step')}% after {r.get('elapsed', 0):g}s: {verdict_line(r)}; "
+                f"canary p95={c.get('p95_ms')}ms")
     if kind == "step":
         return f"{r.get('name')} {r.get('status')} {r.get('version', '')}"
     if kind == "run-end":

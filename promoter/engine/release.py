@@ -353,6 +353,15 @@ def plan_steps(plan: Plan, env: str, *, canary: bool, bake_seconds: float | None
     return tuple(steps)
 
 
+def step_clock(plan: Plan, step: Step, interval: float | None = None) -> canary_mod.BakeClock:
+    """When ``step``'s bake is analysed: the plan's interval compressed with the bake unless one is given."""
+    c = plan.canary
+    plan_bake = next((s.bake_seconds for s in c.steps if s.weight == step.weight), step.bake_seconds)
+    return canary_mod.bake_clock(step.bake_seconds, plan_bake_seconds=plan_bake,
+                                 plan_interval=c.analysis_interval_seconds,
+                                 extension_seconds=c.max_extension_seconds, interval=interval)
+
+
 def routing_for(stable: str, candidate: str, weight: int) -> tuple[str, dict[str, float]]:
     """Alias routing for ``weight`` % on the candidate: primary stable plus extra weight, or all candidate."""
     if weight >= 100:
@@ -487,9 +496,11 @@ def plan_deploy(settings: DeploySettings, ports: Ports, artifact: PreparedArtifa
         if version.sha256 == artifact.sha256 and ports.functions.version_environment(version.version) == environment:
             reuse = version.version
             break
-    interval = settings.analysis_interval or plan.canary.analysis_interval_seconds
     steps = plan_steps(plan, env, canary=settings.canary, bake_seconds=settings.bake_seconds,
                        all_at_once=settings.all_at_once_reason is not None)
+    baked = [s for s in steps if s.bake_seconds > 0]
+    interval = step_clock(plan, baked[0], settings.analysis_interval).interval if baked else \
+        settings.analysis_interval or plan.canary.analysis_interval_seconds
     return DeployPlan(
         env=env, function=ports.function, alias=ports.alias, stable=alias.version, artifact=artifact,
         reuse_version=reuse, environment=environment,
@@ -661,6 +672,21 @@ class _Run:
         except AwsError:
             return ()
 
+    def _alarms_before_traffic(self) -> tuple[str, ...]:
+        """The plan's alarms in ALARM before traffic moves: reported, and a fix forward unless the plan says not."""
+        firing = self._alarms()
+        if firing:
+            fix_forward = self.s.plan.canary.fix_forward_alarms
+            self.log("alarms-before", in_alarm=list(firing), blocking=not fix_forward)
+            effect = ("they do not block this release (a fix forward); an alarm entering ALARM during a bake fails "
+                      "the step") if fix_forward else "the plan blocks deploys while they fire"
+            self.emit(ReleaseEvent("progress", {"message": f"already in ALARM before the deploy: "
+                                                           f"{', '.join(firing)}; {effect}"}))
+            if not fix_forward:
+                raise RefusedError(f"alarms already in ALARM before the deploy: {', '.join(firing)}; no traffic moved",
+                                   hint="the plan sets canary.fix_forward_alarms: false; resolve the alarms first")
+        return firing
+
     # -- start ---------------------------------------------------------------------------------------------
     def start(self, dp: DeployPlan) -> RunRecord:
         self.stable = dp.stable
@@ -684,7 +710,7 @@ class _Run:
             if self.candidate == self.stable:
                 return self.end("succeeded", f"version {self.candidate} is already live at 100%")
             self.gate()
-            self.preexisting_alarms = self._alarms()
+            self.preexisting_alarms = self._alarms_before_traffic()
             self.last_set = self.p.router.read()
         except KeyboardInterrupt:
             self.end("aborted", "interrupted before any traffic moved; the alias was not changed")
@@ -853,26 +879,41 @@ class _Run:
         return False
 
     def bake(self, step: Step) -> None:
+        """Judge the canary every interval of the bake's own clock, from the first window there is to read.
+
+        A fail rolls back at once; a pass advances once the bake is over and the metrics read reach its end;
+        not enough evidence either way extends the bake up to the plan's limit, then ``on_inconclusive``.
+        """
         clock = self.p.clock
         started, started_wall = clock.now(), self.p.wall()
-        bake_end = started + step.bake_seconds
-        next_at = started + min(self.interval, step.bake_seconds)
+        timing = step_clock(self.s.plan, step, self.s.analysis_interval)
         plan_canary = self.s.plan.canary
-        self.log("step", name="bake", status="started", weight=step.weight, bake_seconds=step.bake_seconds)
+        weight = step.weight / 100.0 if step.weight < 100 else None
+        self.log("step", name="bake", status="started", weight=step.weight, bake_seconds=step.bake_seconds,
+                 clock=timing.to_dict())
+        next_at = started + timing.first_analysis()
         while True:
-            self._wait_until(next_at, step, bake_end)
+            self._wait_until(next_at, step, started + step.bake_seconds, started=started, timing=timing)
             self.verify_ours()
             window = canary_mod.query_window(started_wall, self.p.wall())
             stable = self.stable if step.weight < 100 else None
             observation = self.p.metrics.observe(self.candidate, stable, window)
-            verdict = canary_mod.judge(observation, self.thresholds, preexisting_alarms=self.preexisting_alarms)
+            verdict = canary_mod.judge(observation, self.thresholds, preexisting_alarms=self.preexisting_alarms,
+                                       canary_weight=weight)
+            self.preexisting_alarms = canary_mod.still_preexisting(self.preexisting_alarms,
+                                                                   observation.alarms_in_alarm)
             elapsed = clock.now() - started
             action, why = canary_mod.next_action(
                 verdict, elapsed=elapsed, bake_seconds=step.bake_seconds,
-                max_extension_seconds=plan_canary.max_extension_seconds, on_inconclusive=plan_canary.on_inconclusive,
+                max_extension_seconds=timing.extension_seconds, on_inconclusive=plan_canary.on_inconclusive,
+                data_seen=canary_mod.data_covers(observation, step_started=started_wall,
+                                                 bake_seconds=step.bake_seconds),
             )
+            following = timing.next_analysis(elapsed) if action == "wait" else None
             entry = {"step": step.weight, "elapsed": round(elapsed, 2), "action": action, "why": why,
-                     "window": window.to_dict(), **verdict.to_dict()}
+                     "window": window.to_dict(), "deadline": timing.deadline,
+                     "next_analysis": None if following is None else round(following, 2),
+                     **verdict.to_dict()}
             self.record.verdicts.append(entry)
             self.log("verdict", **entry)
             self.emit(ReleaseEvent("verdict", entry))
@@ -880,16 +921,22 @@ class _Run:
                 raise _Stop(f"canary at {step.weight}%: {why}", verdict)
             if action == "advance":
                 return
-            now = clock.now()
-            next_at = now + self.interval if now >= bake_end else min(now + self.interval, bake_end)
+            next_at = started + (following if following is not None else elapsed + timing.interval)
 
-    def _wait_until(self, deadline: float, step: Step, bake_end: float) -> None:
+    def _wait_until(self, deadline: float, step: Step, bake_end: float, *, started: float | None = None,
+                    timing: canary_mod.BakeClock | None = None) -> None:
         clock = self.p.clock
         while True:
-            left = deadline - clock.now()
+            now = clock.now()
+            left = deadline - now
             if left <= 0:
                 return
-            self.emit(ReleaseEvent("tick", {"step": step.weight, "bake_left": max(0.0, bake_end - clock.now())}))
+            tick: dict[str, Any] = {"step": step.weight, "bake_left": max(0.0, bake_end - now),
+                                    "next_analysis_in": left}
+            if started is not None and timing is not None:
+                tick["deadline_in"] = max(0.0, started + timing.deadline - now)
+                tick["interval"] = timing.interval
+            self.emit(ReleaseEvent("tick", tick))
             clock.sleep(min(1.0, left))
 
     # -- endings -------------------------------------------------------------------------------------------

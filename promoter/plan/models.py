@@ -137,6 +137,12 @@ class Canary(_Strict):
     on_inconclusive: Literal["fail", "pass"] = "fail"
     compare_to_stable: bool = True
     relative_tolerance_pct: float = Field(1.0, ge=0, le=10)
+    # the chance that a good release is failed by the error-rate test, over all the steps of one release
+    false_alarm_rate: float = Field(0.01, gt=0, le=0.1)
+    # confidence of the upper bound on the canary's error rate that must be under the threshold to pass
+    pass_confidence: float = Field(0.95, ge=0.8, lt=1)
+    # alarms already in ALARM before the deploy are reported and do not block it (a fix forward); false: refuse
+    fix_forward_alarms: bool = True
 
     @model_validator(mode="after")
     def _ascending_to_100(self) -> Canary:

@@ -1,10 +1,30 @@
-"""Canary judgement on plain data: every threshold, sample size, relative-to-stable, next action, windows."""
+"""Canary judgement on plain data: every threshold, sample size, relative-to-stable, the exact tests, the bake's
+clock, next action, windows, and the false-alarm rate of the error test on simulated good releases."""
 
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 
-from promoter.engine.canary import Observation, Thresholds, VersionMetrics, judge, next_action, query_window
+from promoter.engine.canary import (
+    Observation,
+    Thresholds,
+    VersionMetrics,
+    bake_clock,
+    binom_cdf,
+    data_covers,
+    error_test,
+    judge,
+    needed_invocations,
+    next_action,
+    query_window,
+    sequential_p,
+    slow_at_least,
+    still_preexisting,
+    upper_bound,
+)
 from promoter.plan import load_plan
 
 T = Thresholds(error_rate_pct=5.0, p95_duration_ms=2000, throttles_per_minute=10, dlq_messages=0,
@@ -54,11 +74,13 @@ def test_error_rate_counts_lambda_errors_and_service_5xx():
     assert "error_rate_pct" in verdict.reasons[0]
 
 
-def test_error_rate_at_threshold_passes_just_above_fails():
-    at = VersionMetrics("2", invocations=100, server_errors=5, p95_ms=100)
-    above = VersionMetrics("2", invocations=100, server_errors=6, p95_ms=100)
-    assert judge(obs(canary=at), ABSOLUTE).outcome == "pass"
-    assert judge(obs(canary=above), ABSOLUTE).outcome == "fail"
+def test_against_the_threshold_clearly_under_passes_at_it_waits_clearly_over_fails():
+    under = VersionMetrics("2", invocations=1000, server_errors=20, p95_ms=100)  # 2 %: bound 2.9 %
+    at = VersionMetrics("2", invocations=1000, server_errors=50, p95_ms=100)  # 5 %: neither shown
+    over = VersionMetrics("2", invocations=1000, server_errors=100, p95_ms=100)  # 10 %
+    assert judge(obs(canary=under), ABSOLUTE).outcome == "pass"
+    assert judge(obs(canary=at), ABSOLUTE).outcome == "inconclusive"
+    assert judge(obs(canary=over), ABSOLUTE).outcome == "fail"
 
 
 def test_p95_over_threshold_fails():
@@ -90,11 +112,30 @@ def test_new_alarm_fails_but_an_alarm_already_firing_before_the_run_does_not():
     assert verdict.outcome == "pass"
 
 
-def test_too_little_traffic_is_inconclusive_never_a_pass():
-    few = VersionMetrics("2", invocations=10, p95_ms=100)
-    verdict = judge(obs(canary=few), T)
+def test_zero_errors_on_too_small_a_sample_is_inconclusive_and_says_how_long_a_pass_needs():
+    # 0 of 20 in 10 s: the bound is 1 - 0.05^(1/20) = 13.9 % > 5 %; a pass needs 59 (rule of three: 3/0.05 = 60)
+    few = VersionMetrics("2", invocations=20, p95_ms=100)
+    verdict = judge(obs(canary=few, window=10), T)
     assert verdict.outcome == "inconclusive"
-    assert "too little traffic" in verdict.reasons[0]
+    test = verdict.test
+    assert test.decision == "inconclusive" and test.bound == pytest.approx(1 - 0.05 ** (1 / 20))
+    assert test.needed_invocations == 59
+    assert test.needed_seconds == pytest.approx(59 / 2.0)  # 2 canary invocations a second observed
+    assert "a pass needs about 59 invocations, 30s at the observed rate" in verdict.line
+
+
+def test_zero_errors_on_enough_traffic_passes_on_the_rule_of_three():
+    assert upper_bound(0, 60, 0.95) < 3 / 60 < upper_bound(0, 59, 0.95) + 0.001
+    verdict = judge(obs(canary=VersionMetrics("2", invocations=60, p95_ms=100)), T)
+    assert verdict.outcome == "pass"
+    assert verdict.line.startswith("canary 0/60 errors vs stable 0/900") and verdict.line.endswith(": pass")
+
+
+def test_a_pass_needs_min_invocations_even_when_the_bound_is_under():
+    strict = Thresholds(**{**T.to_dict(), "min_invocations": 200})
+    verdict = judge(obs(canary=VersionMetrics("2", invocations=150, p95_ms=100)), strict)
+    assert verdict.test.bound < 0.05
+    assert verdict.outcome == "inconclusive"
 
 
 def test_hard_signals_fail_even_on_a_small_sample():
@@ -102,27 +143,62 @@ def test_hard_signals_fail_even_on_a_small_sample():
     assert judge(obs(canary=few, dlq=4), T).outcome == "fail"
 
 
-def test_small_sample_with_all_errors_is_not_judged_on_rate():
-    # 3 of 3 failing is not enough to judge a rate: inconclusive, the bake goes on
-    few = VersionMetrics("2", invocations=3, errors=3)
-    assert judge(obs(canary=few), T).outcome == "inconclusive"
+def test_gross_failure_on_a_small_sample_fails_at_once_and_says_why_in_one_line():
+    # GIVEN the plan's settings and 5 of 17 canary requests failing while stable served 143 without error
+    t = Thresholds.from_plan(load_plan())
+    assert t.alpha == pytest.approx(0.01 / 2)  # the plan's false-alarm rate over its two judged steps
+    canary = VersionMetrics("2", invocations=17, server_errors=5, p95_ms=100)
+    stable = VersionMetrics("1", invocations=143, p95_ms=100)
+    verdict = judge(obs(canary=canary, stable=stable, window=10), t, canary_weight=0.1)
+    # THEN it fails now, far below min_invocations, with the test's numbers recorded and printed
+    assert verdict.outcome == "fail"
+    assert canary.invocations < t.min_invocations
+    assert verdict.line == "canary 5/17 errors vs stable 0/143, p=8.1e-05 < 0.005: fail"
+    data = verdict.to_dict()["test"]
+    assert data["test"] == "sequential-vs-stable"
+    assert data["canary"] == [5, 17] and data["stable"] == [0, 143]
+    assert data["p_value"] == pytest.approx(6 * (17 / 160) ** 5, rel=1e-3)
+    assert data["threshold"] == 0.05 and data["decision"] == "fail"
+
+
+def test_a_few_errors_on_a_small_sample_are_not_yet_evidence():
+    # 1 of 17 is 5.9 % > 5 %, but one error is no evidence that the canary is worse: wait
+    canary = VersionMetrics("2", invocations=17, server_errors=1, p95_ms=100)
+    verdict = judge(obs(canary=canary, stable=VersionMetrics("1", invocations=143)), T, canary_weight=0.1)
+    assert verdict.outcome == "inconclusive"
+    assert verdict.test.p_value > T.alpha
 
 
 def test_relative_to_stable_an_incident_already_on_stable_does_not_block_the_fix():
     # GIVEN stable is failing at 20 % and the canary (the fix) at 6 %
     stable = VersionMetrics("1", invocations=900, errors=180, p95_ms=100)
     canary = VersionMetrics("2", invocations=100, errors=6, p95_ms=100)
-    # THEN relative judgement passes it, absolute judgement would fail it
-    assert judge(obs(canary=canary, stable=stable), T).outcome == "pass"
-    assert judge(obs(canary=canary, stable=stable), ABSOLUTE).outcome == "fail"
+    # THEN relative judgement passes it (its bound is under stable's rate), absolute judgement cannot pass it
+    verdict = judge(obs(canary=canary, stable=stable), T)
+    assert verdict.outcome == "pass"
+    assert verdict.test.limit == pytest.approx(0.21)
+    assert judge(obs(canary=canary, stable=stable), ABSOLUTE).outcome != "pass"
+
+
+def test_stable_errors_do_not_block_a_canary_no_worse_than_stable():
+    stable = VersionMetrics("1", invocations=9000, errors=720, p95_ms=100)  # 8 %: an incident on stable
+    canary = VersionMetrics("2", invocations=1000, errors=85, p95_ms=100)  # 8.5 %: the same incident
+    verdict = judge(obs(canary=canary, stable=stable), T, canary_weight=0.1)
+    assert verdict.outcome != "fail"
+
+
+def test_slight_excess_within_tolerance_passes():
+    stable = VersionMetrics("1", invocations=9000, errors=90, p95_ms=100)  # 1 %
+    canary = VersionMetrics("2", invocations=1000, errors=15, p95_ms=100)  # 1.5 %
+    assert judge(obs(canary=canary, stable=stable), T, canary_weight=0.1).outcome == "pass"
 
 
 def test_relative_to_stable_canary_worse_than_stable_beyond_tolerance_fails():
-    stable = VersionMetrics("1", invocations=900, errors=45, p95_ms=100)  # 5 %
-    worse = VersionMetrics("2", invocations=100, errors=7, p95_ms=100)  # 7 % > 5 + 1
-    within = VersionMetrics("2", invocations=100, errors=6, p95_ms=100)  # 6 % is not > 5 + 1
-    assert judge(obs(canary=worse, stable=stable), T).outcome == "fail"
-    assert judge(obs(canary=within, stable=stable), T).outcome == "pass"
+    stable = VersionMetrics("1", invocations=9000, errors=450, p95_ms=100)  # 5 %
+    worse = VersionMetrics("2", invocations=1000, errors=100, p95_ms=100)  # 10 % > 5 + 1, and significant
+    within = VersionMetrics("2", invocations=1000, errors=58, p95_ms=100)  # 5.8 % is not > 5 + 1
+    assert judge(obs(canary=worse, stable=stable), T, canary_weight=0.1).outcome == "fail"
+    assert judge(obs(canary=within, stable=stable), T, canary_weight=0.1).outcome != "fail"
 
 
 def test_relative_without_stable_traffic_falls_back_to_absolute():
@@ -130,7 +206,181 @@ def test_relative_without_stable_traffic_falls_back_to_absolute():
     bad = VersionMetrics("2", invocations=100, errors=30, p95_ms=100)
     verdict = judge(obs(canary=bad, stable=idle), T)
     assert verdict.outcome == "fail"
-    assert "no traffic" in check(verdict, "error_rate_pct").detail
+    assert verdict.test.test == "sequential-vs-threshold"
+    assert "vs threshold 5%" in check(verdict, "error_rate_pct").detail
+
+
+def test_p95_from_fewer_samples_than_the_minimum_is_not_a_verdict():
+    slow_few = VersionMetrics("2", invocations=60, p95_ms=2500, duration_samples=10)
+    verdict = judge(obs(canary=slow_few), T)
+    assert verdict.outcome == "inconclusive"
+    assert check(verdict, "p95_duration_ms").ok is None
+    slow_many = VersionMetrics("2", invocations=60, p95_ms=2500, duration_samples=60)
+    assert judge(obs(canary=slow_many), T).outcome == "fail"
+
+
+def test_latency_fails_fast_when_so_many_samples_are_slow_that_p95_cannot_be_under():
+    # GIVEN 4 samples, all slower than 2 s (p10 is over it): at least 4 of 4 over, where p95 allows 5 %
+    pct = ((10.0, 2300.0), (50.0, 2310.0), (95.0, 2330.0))
+    few_slow = VersionMetrics("2", invocations=4, p95_ms=2330, duration_samples=4, duration_percentiles=pct)
+    verdict = judge(obs(canary=few_slow), T)
+    # THEN it fails now, far below min_invocations, with the count and the p-value recorded
+    assert verdict.outcome == "fail"
+    p95 = check(verdict, "p95_duration_ms")
+    assert p95.ok is False and "at least 4/4 samples over 2000 ms" in p95.detail
+    # one slow sample in four is no such evidence: not a verdict yet
+    one = VersionMetrics("2", invocations=4, p95_ms=2330, duration_samples=4,
+                         duration_percentiles=((10.0, 20.0), (50.0, 30.0), (95.0, 2330.0)))
+    assert check(judge(obs(canary=one), T), "p95_duration_ms").ok is None
+    # nor is a canary as slow as stable (an incident on both)
+    slow_stable = VersionMetrics("1", invocations=900, p95_ms=2400)
+    assert judge(obs(canary=few_slow, stable=slow_stable), T).outcome != "fail"
+
+
+def test_slow_at_least_reads_nearest_rank_percentiles():
+    assert slow_at_least(((10.0, 2500.0),), 10, 2000) == 10  # rank 1 and up
+    assert slow_at_least(((50.0, 2500.0), (10.0, 100.0)), 10, 2000) == 6  # rank 5 and up
+    assert slow_at_least(((95.0, 2500.0),), 100, 2000) == 6  # rank 95 and up
+    assert slow_at_least(((95.0, 1500.0),), 100, 2000) == 0
+    assert slow_at_least((), 100, 2000) == 0
+
+
+def test_p95_over_the_threshold_but_no_worse_than_stable_does_not_fail():
+    slow = VersionMetrics("2", invocations=100, p95_ms=2500)
+    stable = VersionMetrics("1", invocations=900, p95_ms=2600)
+    assert judge(obs(canary=slow, stable=stable), T).outcome == "pass"
+    assert judge(obs(canary=slow, stable=stable), ABSOLUTE).outcome == "fail"
+
+
+def test_an_alarm_that_leaves_alarm_and_comes_back_during_the_bake_is_new():
+    before = ("campaigns-sit-high-duration",)
+    assert still_preexisting(before, ("campaigns-sit-high-duration",)) == before
+    assert still_preexisting(before, ()) == ()
+    # once it has left ALARM, its return fails the step
+    assert judge(obs(alarms=before), T, preexisting_alarms=still_preexisting(before, ())).outcome == "fail"
+
+
+# -- the exact statistics ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(("k", "n", "p"), [(0, 10, 0.1), (3, 10, 0.3), (5, 17, 0.29), (50, 1000, 0.05),
+                                            (0, 1, 0.5), (999, 1000, 0.999), (160, 2000, 0.08)])
+def test_binomial_cdf_matches_the_sum_of_terms(k, n, p):
+    exact = sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k + 1))
+    assert binom_cdf(k, n, p) == pytest.approx(exact, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize(("x", "n"), [(0, 60), (1, 20), (5, 100), (30, 100), (99, 100)])
+def test_clopper_pearson_bound_leaves_exactly_the_tail_below_it(x, n):
+    u = upper_bound(x, n, 0.95)
+    assert binom_cdf(x, n, u) == pytest.approx(0.05, rel=1e-6)
+    assert x / n < u <= 1
+
+
+def test_sequential_p_value():
+    assert sequential_p(5, 5, 0.1) == pytest.approx(6 * 0.1 ** 5)
+    assert sequential_p(0, 10, 0.1) == 1.0  # no excess: no evidence
+    assert sequential_p(1, 10, 0.1) == 1.0  # exactly the share expected
+    assert sequential_p(3, 3, 0.5) == pytest.approx(0.5)  # E = 1 / (4 * 0.5 ** 3) = 2
+    assert sequential_p(1, 1, 0.5) == 1.0  # E = 1: no evidence either way
+
+
+def test_needed_invocations_is_the_least_n_whose_bound_is_under():
+    n = needed_invocations(0.01, 0.05, 0.95)
+    assert upper_bound(round(0.01 * n), n, 0.95) < 0.05 <= upper_bound(round(0.01 * (n - 1)), n - 1, 0.95)
+    assert needed_invocations(0.06, 0.05, 0.95) is None  # over the limit: no amount of traffic passes it
+
+
+def _binomial(rng: random.Random, n: int, p: float) -> int:
+    """Bin(n, p) by geometric gaps between successes: cost grows with the successes, not with n."""
+    if p <= 0 or n <= 0:
+        return 0
+    if p > 0.5:
+        return n - _binomial(rng, n, 1 - p)
+    count, position, log_q = 0, -1, math.log1p(-p)
+    while True:
+        position += 1 + int(math.log(1.0 - rng.random()) / log_q)
+        if position >= n:
+            return count
+        count += 1
+
+
+def _release_is_failed(rng, t, *, rate, canary_factor, requests_per_look, weights=(0.1, 0.5), looks=30):
+    """One release through the plan's judged steps, analysed ``looks`` times each on cumulative counts."""
+    for weight in weights:
+        xc = nc = xs = ns = 0
+        for look in range(1, looks + 1):
+            c = _binomial(rng, requests_per_look, weight)
+            s = requests_per_look - c
+            nc, ns = nc + c, ns + s
+            xc += _binomial(rng, c, min(1.0, rate * canary_factor))
+            xs += _binomial(rng, s, rate)
+            o = Observation(VersionMetrics("2", nc, xc), VersionMetrics("1", ns, xs), 60.0 * look)
+            if error_test(o, t, canary_weight=weight).decision == "fail":
+                return True
+    return False
+
+
+def test_false_alarm_rate_on_simulated_good_releases_stays_under_the_plans_bound():
+    # GIVEN the plan's settings (false_alarm_rate 0.01 over two judged steps, each analysed 30 times: 900 s
+    # bake + 900 s extension every 60 s) and 3000 good releases: the canary's error rate is stable's, from
+    # healthy (0.5 %) to an incident on both above the threshold (8 %), where only the test protects
+    plan = load_plan()
+    t = Thresholds.from_plan(plan)
+    assert (plan.canary.steps[0].bake_seconds + plan.canary.max_extension_seconds) \
+        / plan.canary.analysis_interval_seconds == 30
+    rng = random.Random(20260112)
+    runs = 3000
+    failed = sum(
+        _release_is_failed(rng, t, rate=rng.choice([0.005, 0.03, 0.08]), canary_factor=1.0,
+                           requests_per_look=rng.choice([30, 120, 600]))
+        for _ in range(runs)
+    )
+    # THEN the share of good releases ever judged failed is under the plan's bound (60 000+ windows)
+    assert failed / runs <= plan.canary.false_alarm_rate
+
+
+def test_the_same_simulation_fails_bad_releases():
+    # the check above is not vacuous: a canary at three times stable's error rate, above the threshold, fails
+    t = Thresholds.from_plan(load_plan())
+    rng = random.Random(7)
+    failed = sum(_release_is_failed(rng, t, rate=0.03, canary_factor=3.0, requests_per_look=120)
+                 for _ in range(200))
+    assert failed / 200 >= 0.95
+
+
+def test_a_pass_waits_for_metrics_that_reach_the_bakes_end():
+    v = _verdict("pass")
+    action, why = next_action(v, elapsed=900, bake_seconds=900, max_extension_seconds=900, on_inconclusive="fail",
+                              data_seen=False)
+    assert action == "wait" and "do not reach" in why
+    action, _ = next_action(v, elapsed=1800, bake_seconds=900, max_extension_seconds=900, on_inconclusive="fail",
+                            data_seen=False)
+    assert action == "rollback"
+
+
+def test_data_covers_the_bake_only_when_the_newest_datapoint_reaches_its_last_minute():
+    def seen(newest):
+        return Observation(VersionMetrics("2"), None, 900, newest_datapoint=newest, read_at=1900.0)
+
+    assert data_covers(seen(1000 + 840), step_started=1000, bake_seconds=900)
+    assert not data_covers(seen(1000 + 700), step_started=1000, bake_seconds=900)
+    assert not data_covers(seen(None), step_started=1000, bake_seconds=900)  # a reader that saw nothing
+    assert data_covers(obs(), step_started=1000, bake_seconds=900)  # a reader that does not say
+    assert seen(1000 + 840).data_age_seconds == 60
+
+
+def test_bake_clock_compresses_the_interval_with_the_bake():
+    # the plan: 900 s bakes analysed every 60 s, extended up to 900 s
+    plan = dict(plan_bake_seconds=900, plan_interval=60, extension_seconds=900)
+    assert bake_clock(900, **plan).interval == 60
+    assert bake_clock(90, **plan).interval == pytest.approx(6)  # ten times shorter, ten times more often
+    assert bake_clock(8, **plan).interval == 1.0  # not shorter than a second
+    assert bake_clock(0.5, **plan).interval == 0.5  # nor longer than the bake it judges
+    assert bake_clock(8, **plan, interval=30).interval == 8  # a given interval, capped at the bake
+    assert bake_clock(8, **plan, interval=2).interval == 2
+    clock = bake_clock(8, **plan, interval=3)
+    assert clock.deadline == 908  # the plan's extension is the limit whatever the bake
+    assert clock.first_analysis() == 3
+    assert [clock.next_analysis(e) for e in (3, 6, 8, 11, 906)] == [6, 8, 11, 14, 908]
 
 
 def _verdict(outcome):

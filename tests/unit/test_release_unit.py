@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import replace
 
 import pytest
@@ -220,8 +221,12 @@ def test_good_release_goes_10_50_100_and_records_every_change(world):
     assert len(intents) == len(changes) == 3
     assert changes[0]["before"]["version"] == "1" and changes[0]["after"]["weights"] == {"2": 0.1}
     verdicts = kinds(world.ledger, "verdict")
-    assert verdicts and all(v["outcome"] == "pass" for v in verdicts)
+    # never failed; each bake advanced on a pass once the evidence was enough (2 req/s at 10 % needs 59)
+    assert verdicts and not any(v["outcome"] == "fail" for v in verdicts)
+    assert [v["step"] for v in verdicts if v["action"] == "advance"] == [10, 50]
+    assert all(v["outcome"] == "pass" for v in verdicts if v["action"] == "advance")
     assert verdicts[0]["thresholds"]["error_rate_pct"] == 5.0
+    assert verdicts[0]["line"].startswith("canary 0/") and verdicts[0]["test"]["decision"] == "inconclusive"
     assert "invocations" in verdicts[0]["observation"]["canary"]
     start = kinds(world.ledger, "run-start")[0]
     assert start["who"] == "arn:aws:iam::1:user/tester" and start["plan_id"] == "PROM-CAMP-001"
@@ -490,7 +495,7 @@ def test_status_reports_routes_releases_runs_and_lock(world):
                                "sha256": hashlib.sha256(world.artifact.read_bytes()).hexdigest()}]
     assert data["deployed_releases"] == {"v1.0.0": "1", "v1.1.0": "2"}
     assert data["runs"][-1]["outcome"] == "succeeded"
-    assert data["runs"][-1]["verdicts"][0]["outcome"] == "pass"
+    assert data["runs"][-1]["verdicts"][-1]["outcome"] == "pass"
     assert data["lock"] is None
 
 
@@ -590,3 +595,54 @@ def test_interrupt_with_hold_when_the_alias_cannot_be_read_still_records_where_i
     end = kinds(world.ledger, "run-end")[-1]
     assert end["outcome"] == "interrupted-hold"
     assert "version 1 at 90%" in end["reason"]
+
+
+# -- the bake's clock and verdicts ------------------------------------------------------------------------------
+def test_bake_compresses_the_analysis_interval_and_ticks_show_next_analysis_and_deadline(world):
+    # GIVEN --bake 8 and no --analysis-interval: the plan's 60 s every 900 s becomes every second
+    events = []
+    release.deploy(replace(world.settings, bake_seconds=8, analysis_interval=None), world.ports, events.append)
+    verdicts = kinds(world.ledger, "verdict")
+    tens = [v for v in verdicts if v["step"] == 10]
+    # THEN the first analysis comes after the first second, and then every second, never once a minute
+    assert tens[0]["elapsed"] == pytest.approx(1.0)
+    assert all(b["elapsed"] - a["elapsed"] == pytest.approx(1.0) for a, b in itertools.pairwise(tens))
+    assert tens[0]["deadline"] == 8 + world.plan.canary.max_extension_seconds
+    ticks = [e.data for e in events if e.kind == "tick"]
+    assert ticks and all({"bake_left", "next_analysis_in", "deadline_in", "interval"} <= set(t) for t in ticks)
+    assert kinds(world.ledger, "run-start")[0]["analysis_interval"] == 1.0
+
+
+def test_gross_failure_is_rolled_back_at_the_first_analysis(world):
+    world.metrics.canary_error_rate = 0.5
+    with pytest.raises(ReleaseFailed, match="error_rate_pct"):
+        release.deploy(replace(world.settings, bake_seconds=60, analysis_interval=5), world.ports)
+    verdicts = kinds(world.ledger, "verdict")
+    assert [v["outcome"] for v in verdicts] == ["fail"]  # 10 canary requests, 5 failed: no need to wait for 20
+    assert verdicts[0]["observation"]["canary"]["invocations"] < world.plan.canary.min_invocations
+    assert verdicts[0]["line"].endswith(": fail") and "vs stable 0/" in verdicts[0]["line"]
+    assert world.router.read().version == "1" and world.router.read().weights == {}
+
+
+def test_alarm_already_firing_is_reported_and_does_not_block_a_fix_forward(world):
+    world.metrics.alarms = ("campaigns-sit-high-error-rate",)
+    record = release.deploy(world.settings, world.ports)
+    assert record.outcome == "succeeded"
+    before = kinds(world.ledger, "alarms-before")
+    assert before and before[0]["in_alarm"] == ["campaigns-sit-high-error-rate"] and before[0]["blocking"] is False
+
+
+def test_alarm_already_firing_refuses_the_deploy_when_the_plan_says_so(world):
+    world.metrics.alarms = ("campaigns-sit-high-error-rate",)
+    plan = world.plan.model_copy(update={"canary": world.plan.canary.model_copy(update={"fix_forward_alarms": False})})
+    with pytest.raises(RefusedError, match="already in ALARM"):
+        release.deploy(replace(world.settings, plan=plan), world.ports)
+    assert world.router.sets == []  # no traffic moved
+    assert kinds(world.ledger, "run-end")[0]["outcome"] == "refused"
+
+
+def test_alarm_entering_alarm_during_the_bake_fails_the_step(world):
+    world.clock.hooks.append((30, lambda: setattr(world.metrics, "alarms", ("campaigns-sit-high-duration",))))
+    with pytest.raises(ReleaseFailed, match="alarms in ALARM: campaigns-sit-high-duration"):
+        release.deploy(world.settings, world.ports)
+    assert world.router.read().version == "1" and world.router.read().weights == {}

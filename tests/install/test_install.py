@@ -68,8 +68,10 @@ def test_the_clone_is_built_with_its_dependencies_and_deployed_under_two_tags(in
     handler = clone / "campaigns_lambda" / "handler.py"
     handler.write_text(handler.read_text() + MARKER)
     plan = yaml.safe_load((clone / "plans" / "PROM-CAMP-001.yaml").read_text())
-    plan["canary"]["min_invocations"] = 5  # seconds-long bakes under the small synthetic load below
-    plan["canary"]["max_extension_seconds"] = 6
+    # seconds-long bakes under the small synthetic load below: one canary step at 50 % gets the evidence a pass
+    # needs (about 59 clean invocations for an upper bound under 5 %) in a few seconds
+    plan["canary"]["steps"] = [{"weight": 50, "bake_seconds": 900}, {"weight": 100, "bake_seconds": 0}]
+    plan["canary"]["max_extension_seconds"] = 60
     (clone / "plans" / "PROM-CAMP-001.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
     _git(clone, "commit", "-qam", "change")
     _git(clone, "tag", "v1.1.0-sit")
@@ -97,11 +99,11 @@ def test_the_clone_is_built_with_its_dependencies_and_deployed_under_two_tags(in
         from promoter.sandbox.manager import Sandbox
 
         traffic = SteadyTraffic(sandbox_env["PROMOTER_API_URL"], Sandbox.attach(state).token("campaigns-admin"),
-                                rate=20, threads=2)
+                                rate=30, threads=3)
         traffic.start()
         try:
             deployed = _run([str(promoter), "deploy", "--env", "sit", "--canary", "--release", "v1.1.0-sit", "--yes",
-                             "--bake", "3", "--analysis-interval", "1", "--out", str(tmp_path / "dist2"), "--json"],
+                             "--bake", "4", "--analysis-interval", "1", "--out", str(tmp_path / "dist2"), "--json"],
                             clone, sandbox_env)
         finally:
             traffic.stop()

@@ -1074,6 +1074,29 @@ def unfinished_run(ledger: Ledger, env: str, *, include_held: bool = True,
     return None
 
 
+def _settle_unrecorded_intent(ledger: Ledger, env: str, run_id: str, current: AliasState, by: str) -> None:
+    """A run stopped (killed) between an alias change and its record leaves an intent with no outcome; the alias as
+    it reads now says which it was, and that is recorded before anyone acts on the run."""
+    open_intent: dict[str, Any] | None = None
+    for record in ledger.records(env, run_id=run_id):
+        if record["kind"] == "alias-intent":
+            open_intent = record
+        elif record["kind"] in ("alias-change", "alias-failed") and open_intent is not None and \
+                str(record.get("step")) == str(open_intent.get("step")):
+            open_intent = None
+    if open_intent is None:
+        return
+    after = open_intent.get("after") or {}
+    wanted = AliasState(str(after.get("version")), {str(k): float(v) for k, v in (after.get("weights") or {}).items()})
+    if current.same_routing(wanted):
+        ledger.append(env, "alias-change", run_id=run_id, step=open_intent.get("step"),
+                      before=open_intent.get("before"), after=current.to_dict(),
+                      settled=f"found applied by {by}: the run stopped between the change and its record")
+    else:
+        ledger.append(env, "alias-failed", run_id=run_id, step=open_intent.get("step"),
+                      error=f"not applied (found by {by}): the run stopped before the change took effect")
+
+
 def _candidate_of(ledger: Ledger, env: str, run_id: str) -> str | None:
     for record in ledger.records(env, kind="step", run_id=run_id):
         if record.get("name") == "publish" and record.get("version"):
@@ -1102,6 +1125,7 @@ def resume(settings: DeploySettings, ports: Ports, observer: Observer | None = N
             if current.version not in allowed or not set(current.weights) <= allowed:
                 raise RefusedError(f"alias is at {current.describe()}, which run {run['run_id']} did not leave; "
                                    "refusing to resume", hint="inspect with promoter status")
+            _settle_unrecorded_intent(ports.ledger, env, run["run_id"], current, "resume")
             steps = tuple(Step(int(s["weight"]), float(s["bake_seconds"])) for s in run.get("steps") or [])
             if settings.bake_seconds is not None:
                 steps = tuple(Step(s.weight, s.bake_seconds if s.weight == 100 else settings.bake_seconds)
@@ -1146,6 +1170,7 @@ def abort(plan: Plan, env: str, ports: Ports, *, lock_wait: float = 0, observer:
                 raise RefusedError(f"alias is at {current.describe()}, which run {run['run_id']} did not leave; "
                                    "refusing to move it",
                                    hint=f"use promoter rollback --env {env} --to VERSION to choose explicitly")
+            _settle_unrecorded_intent(ports.ledger, env, run["run_id"], current, "abort")
             r.last_set = current
             refusals.done()
             r.log("abort", who=ports.identity(), alias=current.to_dict())

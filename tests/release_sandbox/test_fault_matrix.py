@@ -55,7 +55,7 @@ def cli_run(*args: str):
                               else [*args, "--env", ENV], env=CLI_ENV)
 
 
-def wait_for(predicate, timeout: float = 60) -> None:
+def wait_for(predicate, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

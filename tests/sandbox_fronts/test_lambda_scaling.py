@@ -13,9 +13,27 @@ from urllib.parse import urlsplit
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from conftest import probe_zip
 
 pytestmark = pytest.mark.sandbox
+
+PROBE = """
+import os, time
+
+def handler(event, context):
+    if event.get("action") == "sleep":
+        time.sleep(float(event.get("seconds", 1)))
+    return {"version": context.function_version, "pid": os.getpid()}
+"""
+
+
+def probe_zip() -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("probe.py", PROBE)
+    return buf.getvalue()
 
 
 def _lambda(fronts):

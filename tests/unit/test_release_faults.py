@@ -517,3 +517,39 @@ def test_interrupts_during_the_pre_traffic_gate_end_the_run_with_nothing_moved(w
     assert world.router.sets == []
     end = _complete(world.ledger)
     assert end["outcome"] == "aborted" and "before any traffic moved" in end["reason"]
+
+
+# -- a run killed between an alias change and its record ------------------------------------------------------------
+class _Killed(BaseException):
+    """The process dies (kill -9) at this point: nothing after it runs."""
+
+
+def _killed_before_recording_the_10_percent_change(world):  # noqa: F811
+    append = world.ledger.append
+
+    def append_or_die(env, kind, **data):
+        if kind == "alias-change" and data.get("step") == 10:
+            world.ledger.append = append
+            raise _Killed
+        return append(env, kind, **data)
+
+    world.ledger.append = append_or_die
+    with pytest.raises(_Killed):
+        release.deploy(world.settings, world.ports)
+    assert world.router.read().weights == {"2": 0.1}  # applied, never recorded
+
+
+@pytest.mark.parametrize("then", ["resume", "abort"])
+def test_a_change_applied_but_never_recorded_is_settled_by_resume_or_abort(world, then):  # noqa: F811
+    _killed_before_recording_the_10_percent_change(world)
+    if then == "resume":
+        record = release.deploy(replace(world.settings, resume=True), world.ports)
+        assert record.outcome == "succeeded" and world.router.read().version == "2"
+    else:
+        record = release.abort(world.plan, ENV, world.ports)
+        assert record.outcome == "aborted" and world.router.read().version == "1"
+    intents = kinds(world.ledger, "alias-intent")
+    outcomes = [r for r in world.ledger.records(ENV) if r["kind"] in ("alias-change", "alias-failed")]
+    assert sorted(str(i["step"]) for i in intents) == sorted(str(o["step"]) for o in outcomes)
+    first = outcomes[0]
+    assert first["step"] == 10 and first["kind"] == "alias-change" and "found applied" in first["settled"]

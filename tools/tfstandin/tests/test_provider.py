@@ -97,3 +97,14 @@ def test_archive_file_writes_the_zip_and_reports_its_hashes(archive, tmp_path):
         assert zf.read("h.py") == b"x = 1\n"
     again = archive.read_data("archive_file", config)
     assert again["output_sha256"] == state["output_sha256"]  # the same bytes every time
+
+
+def test_a_list_block_holding_an_untyped_argument_keeps_ctys_dynamic_wrapping(aws):
+    # aws_wafv2_web_acl.rule holds the untyped `statement`: Terraform sends the block list as [type, value]
+    rule = {"name": "r", "priority": 1, "statement": None, "action": [], "captcha_config": [],
+            "challenge_config": [], "override_action": [], "rule_label": [], "visibility_config": []}
+    config = _config(aws, "aws_wafv2_web_acl", name="acl", scope="REGIONAL", rule=[b'["tuple",[]]', [rule]])
+    planned = aws.plan("aws_wafv2_web_acl", None, config, config)
+    assert planned["rule"][0] == b'["tuple",[]]'
+    assert planned["rule"][1][0]["name"] == "r"
+    assert planned["arn"] is UNKNOWN

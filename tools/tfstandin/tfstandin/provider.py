@@ -31,6 +31,7 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 import zipfile
 from concurrent import futures
 from pathlib import Path
@@ -102,6 +103,13 @@ def _fill_computed(block: dict[str, Any], config: Any, prior: Any, fill) -> Any:
         if value is None or value is UNKNOWN:
             continue
         old = prior.get(name) if isinstance(prior, dict) else None
+        if _is_dynamic_wrapped(value):
+            # a list block holding an untyped argument travels as a tuple of cty's dynamic encoding:
+            # [type JSON, value]; fill inside it and keep the wrapping
+            olds = old[1] if _is_dynamic_wrapped(old) else None
+            out[name] = [value[0], [_fill_computed(inner, v, olds[i] if olds and i < len(olds) else None, fill)
+                                    for i, v in enumerate(value[1])]]
+            continue
         if nested["nesting_mode"] in ("single", "group"):
             out[name] = _fill_computed(inner, value, old, fill)
         elif nested["nesting_mode"] == "map":
@@ -111,6 +119,10 @@ def _fill_computed(block: dict[str, Any], config: Any, prior: Any, fill) -> Any:
             out[name] = [_fill_computed(inner, v, olds[i] if i < len(olds) else None, fill)
                          for i, v in enumerate(value)]
     return out
+
+
+def _is_dynamic_wrapped(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], bytes)
 
 
 def _computed_only_set(block: dict[str, Any], config: Any, path: list[Any]) -> list[list[Any]]:
@@ -126,6 +138,8 @@ def _computed_only_set(block: dict[str, Any], config: Any, path: list[Any]) -> l
         value = config.get(name)
         if value is None or value is UNKNOWN:
             continue
+        if _is_dynamic_wrapped(value):
+            value = value[1]
         items = value.items() if isinstance(value, dict) and nested["nesting_mode"] == "map" else (
             [(None, value)] if nested["nesting_mode"] in ("single", "group") else enumerate(value))
         for key, item in items:
@@ -379,8 +393,13 @@ def serve(name: str) -> None:
             return pb.ReadResource.Response(new_state=request.current_state, private=request.private)
 
         def PlanResourceChange(self, request, context):
-            planned = standin.plan(request.type_name, _decode(request.prior_state),
-                                   _decode(request.proposed_new_state), _decode(request.config))
+            try:
+                planned = standin.plan(request.type_name, _decode(request.prior_state),
+                                       _decode(request.proposed_new_state), _decode(request.config))
+            except Exception as exc:  # a stand-in's own failure is a diagnostic, not a broken connection
+                return pb.PlanResourceChange.Response(diagnostics=[_diag(
+                    f"The offline stand-in could not plan {request.type_name}",
+                    f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=-3)}")])
             return pb.PlanResourceChange.Response(planned_state=_encode(planned))
 
         def ApplyResourceChange(self, request, context):

@@ -231,9 +231,17 @@ class TerraformCli:
             raise TerraformError("`terraform validate -json` did not print an object")
         return data
 
-    def test(self, *args: str) -> int:
-        """``terraform test``, streamed; its exit code (0 all passed, 1 a run failed)."""
-        return self._stream([self.binary, "test", "-no-color", *args], ok_codes=(0, 1))
+    def test(self, *args: str) -> tuple[int, str]:
+        """``terraform test``: its exit code (0 all passed, 1 a run failed) and its output (also echoed)."""
+        argv = [self.binary, "test", "-no-color", *args]
+        self.echo(f"$ {' '.join(_shown(a) for a in argv)}\n")
+        proc = self._run(argv)
+        output = proc.stdout + proc.stderr
+        self.echo(output)
+        if proc.returncode not in (0, 1):
+            raise TerraformError(f"`terraform test` failed with exit code {proc.returncode} in {self.working_dir}:\n"
+                                 f"{output.strip()[-2000:]}")
+        return proc.returncode, output
 
 
 STANDIN_DIR = Path("tools") / "tfstandin"

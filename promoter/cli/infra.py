@@ -116,11 +116,11 @@ def render_validation(out: Console, outcome: Any) -> None:
     for step in outcome.steps:
         for d in step.diagnostics:
             out.print(f"{d.location()}: {d.severity}: {d.summary}" + (f": {d.detail}" if d.detail else ""),
-                      markup=False)
+                      markup=False, soft_wrap=True)
         for f in step.findings:
             where = f"{f.file}:{f.line}" if f.target == "configuration" else f"plan {outcome.env}"
-            out.print(f"{f.scanner} {f.check_id} {where} {f.resource}: {f.title}", markup=False)
-    out.print(f"evidence: {outcome.evidence_dir}", markup=False)
+            out.print(f"{f.scanner} {f.check_id} {where} {f.resource}: {f.title}", markup=False, soft_wrap=True)
+    out.print(f"evidence: {outcome.evidence_dir}", markup=False, soft_wrap=True)
 
 
 @infra_app.command("validate")

@@ -740,6 +740,27 @@ class ValidationRunner(TerraformRunner, Protocol):
 
     def validate_json(self) -> dict[str, Any]: ...
 
+    def test(self, *args: str) -> tuple[int, str]: ...
+
+
+TEST_MIN_VERSION = "1.7.0"  # mock_provider in terraform test
+
+
+def test_diagnostics(output: str, copy_dir: Path, source_dir: Path,
+                     shown_as: Callable[[Path], str] = str) -> list[Diagnostic]:
+    """The errors of ``terraform test`` output (failed assertions and others), located in the source."""
+    out = []
+    pattern = re.compile(r"^Error: (?P<summary>.+?)\n\n\s+on (?P<file>\S+) line (?P<line>\d+)[^\n]*\n"
+                         r"(?P<rest>.*?)(?=^Error: |^tests/|^\s+run \"|^(?:Success|Failure)! |\Z)", re.M | re.S)
+    for m in pattern.finditer(output):
+        file = source_dir / m.group("file")
+        # the source line and the value box are for a terminal; keep the diff's values and the message
+        kept = [line.strip().lstrip("│").strip() for line in m.group("rest").splitlines()]
+        kept = [line for line in kept if line and not re.match(r"\d+:|├|---|\+\+\+|Diff:", line)]
+        out.append(Diagnostic("error", m.group("summary").strip(), " ".join(kept), file=shown_as(file),
+                              line=int(m.group("line"))))
+    return out
+
 
 def diagnostics_from(validate_json: dict[str, Any], copy_dir: Path, source_dir: Path,
                      shown_as: Callable[[Path], str] = str) -> list[Diagnostic]:
@@ -776,7 +797,8 @@ def validate_infra(
     progress: Callable[[str], None] = lambda _msg: None,
     clock: Callable[[], float] | None = None,
 ) -> ValidationOutcome:
-    """fmt -check, init and validate on a local-backend copy, plan for the environment (its JSON kept), and each
+    """fmt -check, init and validate on a local-backend copy, ``terraform test`` (``tests/common.tftest.hcl`` and
+    ``tests/<env>.tftest.hcl`` with the environment's tfvars), plan for the environment (its JSON kept), and each
     scanner over the configuration and the plan JSON. Nothing stops at the first failure: every check that can
     run, runs, so one report says everything that is wrong. ``scanners=None`` skips scanning, and says so."""
     import time
@@ -823,6 +845,27 @@ def validate_infra(
                          diagnostics=diags)
 
     valid = timed("validate", validate) if init.ok else _skipped(steps, "validate", "init failed")
+    def tests() -> CheckStep:
+        files = sorted(p.name for p in (copy.directory / "tests").glob("*.tftest.hcl"))
+        wanted = [f for f in ("common.tftest.hcl", f"{settings.env}.tftest.hcl") if f in files]
+        if not wanted:
+            return CheckStep("test", True, "no tests/common.tftest.hcl or tests/ENV.tftest.hcl", skipped=True)
+        if _version_tuple(version) < _version_tuple(TEST_MIN_VERSION):
+            return CheckStep("test", False, f"terraform test with mock providers needs terraform >= "
+                             f"{TEST_MIN_VERSION}; this is {version} (--offline brings 1.15)")
+        args = [f"-filter=tests/{f}" for f in wanted]
+        if copy.var_file:
+            args.insert(0, f"-var-file={copy.var_file.relative_to(copy.directory)}")
+        code, output = runner.test(*args)
+        summary = re.findall(r"(?:Success|Failure)! (\d+ passed, \d+ failed)", output)
+        detail = f"{', '.join(wanted)}: {summary[-1] if summary else 'no summary'}"
+        return CheckStep("test", code == 0, detail,
+                         diagnostics=test_diagnostics(output, copy.directory, source, shown_as))
+
+    if valid.ok:
+        timed("test", tests)
+    else:
+        _skipped(steps, "test", "validate failed")
     review: Review | None = None
     plan_json_path = evidence_dir / f"plan-{settings.env}.json"
     plan_json_path.unlink(missing_ok=True)
@@ -845,7 +888,7 @@ def validate_infra(
         planned = _skipped(steps, "plan", "not asked (--no-plan)", ok=True)
 
     if scanners is None:
-        _skipped(steps, "scan", "scanners not run (--no-scan)", ok=True)
+        _skipped(steps, "scan", "--no-scan", ok=True)
     else:
         for scanner in scanners:
             def scan(scanner: Scanner = scanner) -> CheckStep:

@@ -190,6 +190,10 @@ def plan_cmd(
     create_workspace: Annotated[
         bool, typer.Option("--create-workspace", help="Create the environment's workspace if it does not exist.")
     ] = False,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Plan a local-backend copy with the offline stand-in providers "
+                           "(tools/tfstandin): a rehearsal of the plan, which cannot be applied.")
+    ] = False,
     directory: DirOpt = None,
     repo: RepoOpt = None,
     plan: PlanOpt = None,
@@ -203,17 +207,28 @@ def plan_cmd(
     app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, repo_path=repo)
     settings = _settings(app, directory)
     err = console(stderr=True)
+    if offline:
+        # the state of an offline plan stays in its copy; the workspace is created there
+        settings = settings.with_local_backend(app.repo / ".promoter" / "tf-offline" / settings.env)
+        runner = _validate_runner_factory(app, settings, offline=True, echo=_echo)(settings.directory)
+        create_workspace = True
+    else:
+        runner = _runner(app, settings)
     outcome = plan_infra(
-        settings, _runner(app, settings), app.ledger(), create_workspace=create_workspace,
+        settings, runner, app.ledger(), create_workspace=create_workspace,
         progress=lambda msg: err.print(f"[dim]{msg}[/]"),
     )
     if json_output:
-        print_json(outcome.to_dict())
+        print_json({**outcome.to_dict(), "offline": offline})
         return
     out = console()
     render_review(out, outcome.review, title=f"Terraform plan for {outcome.env} (workspace {outcome.workspace})")
     typer.echo(f"saved plan {outcome.plan_file}\n  sha256 {outcome.sha256}\n  created {outcome.created}")
-    typer.echo(f"next: promoter infra apply --env {outcome.env} --approve --approver NAME")
+    if offline:
+        typer.echo("planned with the offline stand-in providers: no account was read, and this plan cannot be "
+                   "applied; plan without --offline to apply")
+    else:
+        typer.echo(f"next: promoter infra apply --env {outcome.env} --approve --approver NAME")
 
 
 @infra_app.command("review")

@@ -236,3 +236,59 @@ def test_local_backend_copy_drops_the_s3_backend_config(tmp_path):
     assert copy.plan_file == tmp_path / "copy" / "prod.tfplan"
     assert 'backend "local"' in (tmp_path / "copy" / LOCAL_BACKEND_OVERRIDE).read_text()
     assert (tmp_path / "copy" / "lambda.tf").read_text() == (TF_DIR / "lambda.tf").read_text()
+
+
+def test_infra_plan_offline_records_a_reviewed_plan_that_the_stand_in_refuses_to_apply(cli, tmp_path):
+    from promoter.adapters.terraform import TerraformCli, standin_toolchain
+    from promoter.errors import TerraformError
+
+    ledger = tmp_path / "ledger"
+    result = cli("infra", "plan", "--env", "prod", "--offline", "--repo", str(REPO), "--ledger-dir", str(ledger),
+                 "--json")
+    assert result.exit_code == 0, result.stderr[-2000:]
+    doc = json.loads(result.stdout)
+    assert doc["offline"] is True and doc["workspace"] == "prod"
+    assert doc["review"]["counts"]["create"] == len(COMMON_CREATES | WAF) and not doc["review"]["blocked"]
+    plan_file = Path(doc["plan_file"])
+    assert plan_file.is_file() and plan_file.parent != TF_DIR
+    toolchain = standin_toolchain(REPO, REPO / ".promoter" / "tfstandin")
+    runner = TerraformCli(plan_file.parent, binary=toolchain["terraform"], echo=lambda _line: None,
+                          env={"TF_CLI_CONFIG_FILE": toolchain["cli_config"]})
+    with pytest.raises(TerraformError) as refused:
+        runner.apply(str(plan_file))
+    assert "The offline stand-in for the aws provider cannot apply" in refused.value.message
+
+
+def test_validate_diagnostics_point_at_the_shipped_file_not_the_copy(tmp_path):
+    from promoter.engine.infra import diagnostics_from
+
+    copy, source = tmp_path / "copy", tmp_path / "src"
+    copy.mkdir()
+    doc = {"valid": False, "diagnostics": [
+        {"severity": "error", "summary": "Unsupported argument", "detail": "An argument named\n\"x\" is not expected",
+         "range": {"filename": "lambda.tf", "start": {"line": 7, "column": 3}}},
+        {"severity": "warning", "summary": "Deprecated", "detail": ""},
+    ]}
+    error, warning = diagnostics_from(doc, copy, source)
+    assert (error.file, error.line, error.column) == (str(source / "lambda.tf"), 7, 3)
+    assert error.detail == 'An argument named "x" is not expected'
+    assert error.location() == f"{source / 'lambda.tf'}:7"
+    assert (warning.severity, warning.file) == ("warning", None)
+
+
+def test_test_diagnostics_keep_the_assertion_message_and_its_values(tmp_path):
+    from promoter.engine.infra import test_diagnostics
+
+    output = (
+        'tests/dev.tftest.hcl... in progress\n  run "names"... fail\n\n'
+        "Error: Test assertion failed\n\n"
+        '  on tests/dev.tftest.hcl line 35, in run "names":\n'
+        "  35:     condition     = aws_cloudwatch_log_group.lambda.retention_in_days == 14\n"
+        "    ├────────────────\n    │ Diff:\n    │ --- actual\n    │ +++ expected\n    │ - 15\n    │ + 14\n\n\n"
+        "dev keeps the function's logs 14 days\n\n"
+        "tests/dev.tftest.hcl... tearing down\ntests/dev.tftest.hcl... fail\n\nFailure! 0 passed, 1 failed.\n"
+    )
+    (diag,) = test_diagnostics(output, tmp_path / "copy", tmp_path / "src")
+    assert diag.summary == "Test assertion failed"
+    assert (diag.file, diag.line) == (str(tmp_path / "src" / "tests" / "dev.tftest.hcl"), 35)
+    assert diag.detail == "- 15 + 14 dev keeps the function's logs 14 days"

@@ -292,3 +292,11 @@ def test_test_diagnostics_keep_the_assertion_message_and_its_values(tmp_path):
     assert diag.summary == "Test assertion failed"
     assert (diag.file, diag.line) == (str(tmp_path / "src" / "tests" / "dev.tftest.hcl"), 35)
     assert diag.detail == "- 15 + 14 dev keeps the function's logs 14 days"
+
+
+def test_a_scanner_that_cannot_run_fails_its_step_with_the_reason(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROMOTER_CHECKOV", str(tmp_path / "no-such-checkov"))
+    result, doc = _validate(cli, tmp_path, "dev", "--no-plan")
+    assert result.exit_code == 1 and "checkov" in doc["failed"]
+    step = _step(doc, "checkov")
+    assert step["ok"] is False and "cannot run" in step["detail"] and "scanners" in step["detail"]

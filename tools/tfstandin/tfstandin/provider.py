@@ -187,10 +187,16 @@ def _policy_document(config: dict[str, Any]) -> dict[str, Any]:
                 out[key] = values[0] if len(values) == 1 else values
         for key, field in (("Principal", "principals"), ("NotPrincipal", "not_principals")):
             principals: dict[str, Any] = {}
+            everyone = False
             for p in st.get(field) or []:
                 ids = sorted(p.get("identifiers") or [])
+                if p["type"] == "*" and ids == ["*"]:
+                    everyone = True  # the provider writes "Principal": "*"
+                    continue
                 principals[p["type"]] = ids[0] if len(ids) == 1 else ids
-            if principals:
+            if everyone and not principals:
+                out[key] = "*"
+            elif principals:
                 out[key] = principals
         conditions: dict[str, Any] = {}
         for c in st.get("condition") or []:

@@ -67,6 +67,10 @@ def test_aws_schema_covers_the_whole_provider_with_what_the_bindings_say():
     assert statement["nesting_mode"] == "list" and "max_items" not in statement
     assert statement["block"]["block_types"]["principals"]["nesting_mode"] == "set"
     assert schema["provider"]["block"]["attributes"]["allowed_account_ids"]["type"] == ["set", "string"]
+    # a block the provider may compute is an attribute of the schema (block syntax still works for it)
+    ingress = schema["resource_schemas"]["aws_security_group"]["block"]["attributes"]["ingress"]
+    assert (ingress["optional"], ingress["computed"], ingress["type"][0]) == (True, True, "set")
+    assert ingress["type"][1][1]["from_port"] == "number" and ingress["type"][1][1]["self"] == "bool"
 
 
 def test_the_places_the_bindings_cannot_type_are_listed_in_the_schema_file():

@@ -220,6 +220,14 @@ class Builder:
         block_types: dict[str, Any] = {}
         for name, (value, is_block, kind, storage) in entries.items():
             f = fields.get(name) or Field(name, False, True, False)
+            if is_block and f.computed:
+                # a block Terraform may also compute is an attribute in the provider's schema (the SDK's
+                # "attributes as blocks", e.g. aws_security_group.ingress); block syntax still works for it
+                child = self._child(value)
+                obj = ["object", self._struct_type(child)] if child else "dynamic"
+                attributes[name] = {"type": obj if kind in ("struct", "simple") else [kind, obj], "optional": True,
+                                    "computed": True}
+                continue
             if is_block:
                 child = self._child(value)
                 inner = self.block(child) if child else {}

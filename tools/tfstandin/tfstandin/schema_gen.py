@@ -357,7 +357,10 @@ def fetch_package(spec: str, into: Path) -> Path:
     subprocess.run(["npm", "pack", "--silent", spec], cwd=into, check=True, stdout=subprocess.DEVNULL)
     tgz = next(into.glob("*.tgz"))
     with tarfile.open(tgz) as tar:
-        tar.extractall(into, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(into, filter="data")
+        else:  # Python before 3.11.4
+            tar.extractall(into)
     return into / "package"
 
 

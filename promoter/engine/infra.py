@@ -13,6 +13,11 @@ The runbook's steps become stages that each leave a ledger record the next one c
    aside, checks the copy's hash, and applies the copy (``apply -input=false <copy>``). Records
    ``infra-apply`` with the outcome.
 
+Before any of these, :func:`validate_infra` checks the configuration as it ships, in a copy whose backend is local
+(:meth:`InfraSettings.with_local_backend`, which also drops the S3 ``-backend-config``): ``fmt -check``, ``init``,
+``validate``, ``terraform test``, ``plan`` and the misconfiguration scanners (the :class:`Scanner` port), every
+problem located in the shipped files. It records nothing in the ledger.
+
 :func:`review_plan` is the pure decision on Terraform's plan JSON (``terraform show -json``): counts by action,
 every delete, replace and forget with its reason, and blockers for deletes and replaces of protected
 (stateful) resources. Everything else here gathers facts through the :class:`TerraformRunner` port and the

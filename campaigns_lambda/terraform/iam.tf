@@ -58,13 +58,6 @@ data "aws_iam_policy_document" "lambda" {
     actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
     resources = ["*"]
   }
-
-  statement {
-    # the log group is encrypted with the environment's key
-    sid       = "LogsKey"
-    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
-    resources = [aws_kms_key.campaigns.arn]
-  }
 }
 
 resource "aws_iam_role_policy" "lambda" {

@@ -1,5 +1,6 @@
 # The environment's customer managed key: the alerts topic (CloudWatch alarms publish to it) and the log groups
-# (the function's, the API's access logs, the WAF's). Its key policy admits exactly those services.
+# (the function's, the API's access logs, the WAF's). Its key policy admits exactly those services; CloudWatch
+# Logs does the encryption, so the writers of the logs need no key permission.
 resource "aws_kms_key" "campaigns" {
   description             = "campaigns_lambda ${var.env}: alerts topic and log groups"
   enable_key_rotation     = true
@@ -32,15 +33,10 @@ data "aws_iam_policy_document" "kms" {
     actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
     resources = ["*"]
 
+    # the statement AWS documents for alarms that notify an encrypted topic
     principals {
       type        = "Service"
       identifiers = ["cloudwatch.amazonaws.com"]
-    }
-
-    condition {
-      test     = "StringEquals"
-      variable = "aws:SourceAccount"
-      values   = [var.account_id]
     }
   }
 

@@ -49,10 +49,15 @@ def target() -> str:
     return f"{sys.platform if sys.platform != 'win32' else 'windows'}_{arch}".replace("linux2", "linux")
 
 
-def _write_executable(path: Path, text: str) -> None:
+def _write_if_changed(path: Path, text: str) -> None:
+    # concurrent runs lay out the same files: rewrite only what differs
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text(encoding="utf-8") != text:
         path.write_text(text, encoding="utf-8")
+
+
+def _write_executable(path: Path, text: str) -> None:
+    _write_if_changed(path, text)
     path.chmod(0o755)
 
 
@@ -70,7 +75,7 @@ def install(root: Path) -> dict[str, str]:
         ))
     sources = ", ".join(json.dumps(s) for s in SOURCES.values())
     rc = root / "terraformrc"
-    rc.write_text(
+    _write_if_changed(rc,
         "# The offline stand-in providers (tools/tfstandin); every other provider from its registry.\n"
         "provider_installation {\n"
         "  filesystem_mirror {\n"
@@ -81,7 +86,6 @@ def install(root: Path) -> dict[str, str]:
         f"    exclude = [{sources}]\n"
         "  }\n"
         "}\n",
-        encoding="utf-8",
     )
     terraform = root / "bin" / "terraform"
     _write_executable(terraform, TERRAFORM_LAUNCHER.format(python=python))

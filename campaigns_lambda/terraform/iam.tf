@@ -16,7 +16,7 @@ resource "aws_iam_role" "lambda" {
 }
 
 # Least privilege: its own log group, its table (the table ARN only), read-only objects of the templates
-# bucket, and its dead letter queue.
+# bucket, its dead letter queue, X-Ray traces.
 data "aws_iam_policy_document" "lambda" {
   statement {
     sid       = "Logs"
@@ -50,6 +50,13 @@ data "aws_iam_policy_document" "lambda" {
     sid       = "DeadLetterQueue"
     actions   = ["sqs:SendMessage"]
     resources = [aws_sqs_queue.dlq.arn]
+  }
+
+  statement {
+    # active tracing; X-Ray's write actions have no resource-level permissions
+    sid       = "XRayTraces"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"]
   }
 }
 

@@ -2,6 +2,8 @@
 # alarms (plans/PROM-CAMP-001.yaml); tests/infra fails when the two disagree.
 resource "aws_sns_topic" "alerts" {
   name = local.topic_name
+  # a customer managed key: the AWS managed SNS key does not let CloudWatch alarms publish
+  kms_master_key_id = aws_kms_key.campaigns.arn
 }
 
 resource "aws_sns_topic_subscription" "email" {

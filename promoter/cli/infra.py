@@ -1,4 +1,4 @@
-"""``promoter infra plan | review | apply`` and ``promoter approve``."""
+"""``promoter infra validate | plan | review | apply`` and ``promoter approve``."""
 
 from __future__ import annotations
 
@@ -83,11 +83,116 @@ def render_review(
         out.print("No protected resource is deleted or replaced.")
 
 
+def _validate_runner_factory(app: App, settings: InfraSettings, *, offline: bool, echo):
+    """How ``infra validate`` runs terraform: the offline stand-in (``tools/tfstandin``) or the real providers."""
+    from promoter.adapters.terraform import TerraformCli, standin_toolchain
+
+    env: dict[str, str] = {"AWS_REGION": app.plan.environment(settings.env).region}
+    binary = None
+    if offline:
+        toolchain = standin_toolchain(app.repo, app.repo / ".promoter" / "tfstandin")
+        binary = toolchain["terraform"]
+        env["TF_CLI_CONFIG_FILE"] = toolchain["cli_config"]
+    else:
+        profile = app.aws(settings.env).resolved_profile()
+        if profile:
+            env["AWS_PROFILE"] = profile
+    return lambda directory: TerraformCli(directory, binary=binary, env=env, echo=echo,
+                                          min_version=settings.min_version)
+
+
+def render_validation(out: Console, outcome: Any) -> None:
+    from rich.table import Table
+
+    mode = "offline stand-in providers" if outcome.offline else "the real providers"
+    table = Table(title=f"Terraform checks for {outcome.env} (terraform {outcome.terraform_version}, {mode})",
+                  title_justify="left")
+    for col in ("check", "result", "time", "detail"):
+        table.add_column(col)
+    for step in outcome.steps:
+        result = "skipped" if step.skipped else ("ok" if step.ok else "FAILED")
+        table.add_row(step.name, result, f"{step.duration_s:.1f} s", step.detail)
+    out.print(table)
+    for step in outcome.steps:
+        for d in step.diagnostics:
+            out.print(f"{d.location()}: {d.severity}: {d.summary}" + (f": {d.detail}" if d.detail else ""),
+                      markup=False, soft_wrap=True)
+        for f in step.findings:
+            where = f"{f.file}:{f.line}" if f.target == "configuration" else f"plan {outcome.env}"
+            out.print(f"{f.scanner} {f.check_id} {where} {f.resource}: {f.title}", markup=False, soft_wrap=True)
+    out.print(f"evidence: {outcome.evidence_dir}", markup=False, soft_wrap=True)
+
+
+@infra_app.command("validate")
+def validate_cmd(
+    env: EnvOpt = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Use the offline stand-ins for the aws and archive providers "
+                           "(tools/tfstandin): the real schema, no registry, no account.")
+    ] = False,
+    no_scan: Annotated[bool, typer.Option("--no-scan", help="Skip the checkov and trivy scans (reported).")] = False,
+    no_plan: Annotated[bool, typer.Option("--no-plan", help="Skip the plan (and the scans of its JSON).")] = False,
+    evidence_dir: Annotated[
+        Path | None, typer.Option("--evidence-dir", help="Where the plan JSON and scanner reports go. Default: "
+                                  ".promoter/evidence/infra-validate/<env>/.", show_default=False)
+    ] = None,
+    directory: DirOpt = None,
+    repo: RepoOpt = None,
+    plan: PlanOpt = None,
+    profile: ProfileOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """fmt -check, init, validate, plan and the misconfiguration scanners; exit 1 on any failure.
+
+    Runs in a scratch copy with a local backend, so no state is read or written; the plan JSON and the checkov
+    and trivy reports are kept as evidence.
+    """
+    from promoter.engine.infra import validate_infra
+    from promoter.errors import RefusedError
+
+    app = App(plan_path=plan, env_name=env, profile=profile, repo_path=repo)
+    settings = _settings(app, directory)
+    root = app.repo / ".promoter"
+    evidence = (evidence_dir or root / "evidence" / "infra-validate" / settings.env).resolve()
+    scanners = None
+    if not no_scan:
+        from promoter.adapters.scanners import default_scanners
+
+        scanners = default_scanners(app.repo, cache_dir=root / "cache" / "trivy")
+    err = console(stderr=True)
+
+    def shown(path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(app.repo.resolve()))
+        except ValueError:
+            return str(path)
+
+    outcome = validate_infra(
+        settings, _validate_runner_factory(app, settings, offline=offline, echo=_echo), scanners,
+        work_dir=root / "tf-validate" / settings.env, evidence_dir=evidence, offline=offline, plan=not no_plan,
+        shown_as=shown, progress=lambda msg: err.print(f"[dim]{msg}[/]"),
+    )
+    if not json_output:
+        render_validation(console(), outcome)
+    if not outcome.ok:
+        exc = RefusedError(f"terraform checks failed for {settings.env}: {', '.join(outcome.failed)}",
+                           hint="the file, line and message of each problem are above" if not json_output else
+                           "each step's diagnostics and findings are in the document")
+        exc.details = outcome.to_dict()
+        raise exc
+    if json_output:
+        print_json(outcome.to_dict())
+
+
 @infra_app.command("plan")
 def plan_cmd(
     env: EnvOpt = None,
     create_workspace: Annotated[
         bool, typer.Option("--create-workspace", help="Create the environment's workspace if it does not exist.")
+    ] = False,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Plan a local-backend copy with the offline stand-in providers "
+                           "(tools/tfstandin): a rehearsal of the plan, which cannot be applied.")
     ] = False,
     directory: DirOpt = None,
     repo: RepoOpt = None,
@@ -102,17 +207,28 @@ def plan_cmd(
     app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, repo_path=repo)
     settings = _settings(app, directory)
     err = console(stderr=True)
+    if offline:
+        # the state of an offline plan stays in its copy; the workspace is created there
+        settings = settings.with_local_backend(app.repo / ".promoter" / "tf-offline" / settings.env)
+        runner = _validate_runner_factory(app, settings, offline=True, echo=_echo)(settings.directory)
+        create_workspace = True
+    else:
+        runner = _runner(app, settings)
     outcome = plan_infra(
-        settings, _runner(app, settings), app.ledger(), create_workspace=create_workspace,
+        settings, runner, app.ledger(), create_workspace=create_workspace,
         progress=lambda msg: err.print(f"[dim]{msg}[/]"),
     )
     if json_output:
-        print_json(outcome.to_dict())
+        print_json({**outcome.to_dict(), "offline": offline})
         return
     out = console()
     render_review(out, outcome.review, title=f"Terraform plan for {outcome.env} (workspace {outcome.workspace})")
     typer.echo(f"saved plan {outcome.plan_file}\n  sha256 {outcome.sha256}\n  created {outcome.created}")
-    typer.echo(f"next: promoter infra apply --env {outcome.env} --approve --approver NAME")
+    if offline:
+        typer.echo("planned with the offline stand-in providers: no account was read, and this plan cannot be "
+                   "applied; plan without --offline to apply")
+    else:
+        typer.echo(f"next: promoter infra apply --env {outcome.env} --approve --approver NAME")
 
 
 @infra_app.command("review")

@@ -13,6 +13,11 @@ The runbook's steps become stages that each leave a ledger record the next one c
    aside, checks the copy's hash, and applies the copy (``apply -input=false <copy>``). Records
    ``infra-apply`` with the outcome.
 
+Before any of these, :func:`validate_infra` checks the configuration as it ships, in a copy whose backend is local
+(:meth:`InfraSettings.with_local_backend`, which also drops the S3 ``-backend-config``): ``fmt -check``, ``init``,
+``validate``, ``terraform test``, ``plan`` and the misconfiguration scanners (the :class:`Scanner` port), every
+problem located in the shipped files. It records nothing in the ledger.
+
 :func:`review_plan` is the pure decision on Terraform's plan JSON (``terraform show -json``): counts by action,
 every delete, replace and forget with its reason, and blockers for deletes and replaces of protected
 (stateful) resources. Everything else here gathers facts through the :class:`TerraformRunner` port and the
@@ -22,11 +27,12 @@ ledger. :func:`record_gate_approval` records the plan's other manual gates (``pr
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -38,6 +44,7 @@ if TYPE_CHECKING:
     from promoter.plan.models import Plan
 
 TERRAFORM_GATE = "terraform-approval"
+LOCAL_BACKEND_OVERRIDE = "promoter_local_backend_override.tf"
 SUPPORTED_FORMAT_MAJORS = ("0", "1")  # Terraform 0.12-1.0 print "0.x"; 1.1 and later "1.x"
 ACTIONS = ("create", "update", "delete", "replace", "read", "no-op", "forget")
 DESTRUCTIVE = ("delete", "replace")
@@ -293,6 +300,19 @@ class InfraSettings:
 
     def review(self, plan_json: dict[str, Any]) -> Review:
         return review_plan(plan_json, self.protected_types, self.protected_addresses)
+
+    def with_local_backend(self, dest: Path) -> InfraSettings:
+        """A copy of the configuration in ``dest`` whose state stays there: the S3 backend overridden by a local
+        one, and no ``-backend-config`` (whose S3 arguments a local backend refuses). Everything else, the
+        environment's tfvars included, is the configuration as it ships."""
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(self.directory, dest, ignore=shutil.ignore_patterns(
+            ".terraform", ".terraform.lock.hcl", "*.tfplan", "terraform.tfstate*", ".build"))
+        (dest / LOCAL_BACKEND_OVERRIDE).write_text('terraform {\n  backend "local" {}\n}\n', encoding="utf-8")
+        var_file = dest / self.var_file.relative_to(self.directory) if self.var_file else None
+        return replace(self, directory=dest, plan_file=dest / self.plan_file.name, var_file=var_file,
+                       backend_config=None)
 
 
 def resolve_directory(given: Path | None, planned: str | Path, repo: Path | None = None) -> Path:
@@ -629,3 +649,277 @@ def _iso(moment: datetime) -> str:
 def _parse_time(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# -- validate: the configuration as it ships, checked before any account sees it --------------------------------
+@dataclass(frozen=True)
+class Diagnostic:
+    """One terraform diagnostic, located in the shipped configuration (not in the scratch copy)."""
+
+    severity: str
+    summary: str
+    detail: str = ""
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+    address: str | None = None
+
+    def location(self) -> str:
+        return f"{self.file}:{self.line}" if self.file and self.line else (self.file or "-")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A failed check of a misconfiguration scanner."""
+
+    scanner: str
+    check_id: str
+    title: str
+    resource: str
+    file: str
+    line: int
+    severity: str
+    target: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CheckStep:
+    name: str
+    ok: bool
+    detail: str
+    duration_s: float = 0.0
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    reports: list[str] = field(default_factory=list)
+    skipped: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "skipped": self.skipped, "detail": self.detail,
+                "duration_s": round(self.duration_s, 2), "diagnostics": [d.to_dict() for d in self.diagnostics],
+                "findings": [f.to_dict() for f in self.findings], "reports": list(self.reports)}
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    env: str
+    directory: Path
+    offline: bool
+    terraform_version: str
+    evidence_dir: Path
+    steps: tuple[CheckStep, ...]
+    review: Review | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.steps)
+
+    @property
+    def failed(self) -> list[str]:
+        return [s.name for s in self.steps if not s.ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "env": self.env, "directory": str(self.directory), "offline": self.offline,
+                "terraform_version": self.terraform_version, "evidence_dir": str(self.evidence_dir),
+                "failed": self.failed, "steps": [s.to_dict() for s in self.steps],
+                "plan_counts": dict(self.review.counts) if self.review else None}
+
+
+class Scanner(Protocol):
+    """A misconfiguration scanner (``promoter.adapters.scanners``): failed checks of a directory or plan JSON,
+    its own report written to ``report``."""
+
+    name: str
+
+    def scan(self, target: Path, report: Path, *, plan: bool, source: Path | None = None) -> list[dict[str, Any]]:
+        ...
+
+
+class ValidationRunner(TerraformRunner, Protocol):
+    def fmt_check(self) -> list[str]: ...
+
+    def validate_json(self) -> dict[str, Any]: ...
+
+    def test(self, *args: str) -> tuple[int, str]: ...
+
+
+TEST_MIN_VERSION = "1.7.0"  # mock_provider in terraform test
+
+
+def test_diagnostics(output: str, copy_dir: Path, source_dir: Path,
+                     shown_as: Callable[[Path], str] = str) -> list[Diagnostic]:
+    """The errors of ``terraform test`` output (failed assertions and others), located in the source."""
+    out = []
+    pattern = re.compile(r"^Error: (?P<summary>.+?)\n\n\s+on (?P<file>\S+) line (?P<line>\d+)[^\n]*\n"
+                         r"(?P<rest>.*?)(?=^Error: |^tests/|^\s+run \"|^(?:Success|Failure)! |\Z)", re.M | re.S)
+    for m in pattern.finditer(output):
+        file = source_dir / m.group("file")
+        # the source line and the value box are for a terminal; keep the diff's values and the message
+        kept = [line.strip().lstrip("│").strip() for line in m.group("rest").splitlines()]
+        kept = [line for line in kept if line and not re.match(r"\d+:|├|---|\+\+\+|Diff:", line)]
+        out.append(Diagnostic("error", m.group("summary").strip(), " ".join(kept), file=shown_as(file),
+                              line=int(m.group("line"))))
+    return out
+
+
+def diagnostics_from(validate_json: dict[str, Any], copy_dir: Path, source_dir: Path,
+                     shown_as: Callable[[Path], str] = str) -> list[Diagnostic]:
+    """``terraform validate -json`` diagnostics, with file names mapped from the scratch copy to the source."""
+    out = []
+    for diag in validate_json.get("diagnostics") or []:
+        rng = diag.get("range") or {}
+        file = rng.get("filename")
+        if file:
+            path = Path(file)
+            path = path if path.is_absolute() else copy_dir / path
+            try:
+                path = source_dir / path.resolve().relative_to(copy_dir.resolve())
+            except ValueError:
+                pass
+            file = shown_as(path)
+        start = rng.get("start") or {}
+        out.append(Diagnostic(severity=diag.get("severity", "error"), summary=diag.get("summary", ""),
+                              detail=" ".join((diag.get("detail") or "").split()), file=file, line=start.get("line"),
+                              column=start.get("column"), address=diag.get("address")))
+    return out
+
+
+def validate_infra(
+    settings: InfraSettings,
+    runner_for: Callable[[Path], ValidationRunner],
+    scanners: list[Scanner] | None,
+    *,
+    work_dir: Path,
+    evidence_dir: Path,
+    offline: bool,
+    plan: bool = True,
+    shown_as: Callable[[Path], str] = str,
+    progress: Callable[[str], None] = lambda _msg: None,
+    clock: Callable[[], float] | None = None,
+) -> ValidationOutcome:
+    """fmt -check, init and validate on a local-backend copy, ``terraform test`` (``tests/common.tftest.hcl`` and
+    ``tests/<env>.tftest.hcl`` with the environment's tfvars), plan for the environment (its JSON kept), and each
+    scanner over the configuration and the plan JSON. Nothing stops at the first failure: every check that can
+    run, runs, so one report says everything that is wrong. ``scanners=None`` skips scanning, and says so."""
+    import time
+
+    tick = clock or time.monotonic
+    evidence_dir.mkdir(parents=True, exist_ok=True)
+    steps: list[CheckStep] = []
+    source = settings.directory
+
+    def timed(name: str, fn: Callable[[], CheckStep]) -> CheckStep:
+        progress(name)
+        start = tick()
+        try:
+            step = fn()
+        except (TerraformError, ConfigurationError) as exc:
+            step = CheckStep(name, False, exc.message + (f" ({exc.hint})" if exc.hint else ""))
+        step.duration_s = tick() - start
+        steps.append(step)
+        return step
+
+    source_runner = runner_for(source)
+    version = source_runner.version()
+
+    def fmt() -> CheckStep:
+        files = source_runner.fmt_check()
+        diags = [Diagnostic("error", "Not in canonical format", "terraform fmt would rewrite it",
+                            file=shown_as(source / f), line=None) for f in files]
+        return CheckStep("fmt", not files, "canonical format" if not files else
+                         f"{len(files)} file(s) not in canonical format (run terraform fmt -recursive)",
+                         diagnostics=diags)
+
+    timed("fmt", fmt)
+    copy = settings.with_local_backend(work_dir)
+    runner = runner_for(copy.directory)
+
+    init = timed("init", lambda: (runner.init(None), CheckStep("init", True, "providers installed"))[1])
+
+    def validate() -> CheckStep:
+        result = runner.validate_json()
+        diags = diagnostics_from(result, copy.directory, source, shown_as)
+        errors = [d for d in diags if d.severity == "error"]
+        ok = bool(result.get("valid")) and not errors
+        return CheckStep("validate", ok, "the configuration is valid" if ok else f"{len(errors)} error(s)",
+                         diagnostics=diags)
+
+    valid = timed("validate", validate) if init.ok else _skipped(steps, "validate", "init failed")
+    def tests() -> CheckStep:
+        files = sorted(p.name for p in (copy.directory / "tests").glob("*.tftest.hcl"))
+        wanted = [f for f in ("common.tftest.hcl", f"{settings.env}.tftest.hcl") if f in files]
+        if not wanted:
+            return CheckStep("test", True, "no tests/common.tftest.hcl or tests/ENV.tftest.hcl", skipped=True)
+        if _version_tuple(version) < _version_tuple(TEST_MIN_VERSION):
+            return CheckStep("test", False, f"terraform test with mock providers needs terraform >= "
+                             f"{TEST_MIN_VERSION}; this is {version} (--offline brings 1.15)")
+        args = [f"-filter=tests/{f}" for f in wanted]
+        if copy.var_file:
+            args.insert(0, f"-var-file={copy.var_file.relative_to(copy.directory)}")
+        code, output = runner.test(*args)
+        summary = re.findall(r"(?:Success|Failure)! (\d+ passed, \d+ failed)", output)
+        detail = f"{', '.join(wanted)}: {summary[-1] if summary else 'no summary'}"
+        return CheckStep("test", code == 0, detail,
+                         diagnostics=test_diagnostics(output, copy.directory, source, shown_as))
+
+    if valid.ok:
+        timed("test", tests)
+    else:
+        _skipped(steps, "test", "validate failed")
+    review: Review | None = None
+    plan_json_path = evidence_dir / f"plan-{settings.env}.json"
+    plan_json_path.unlink(missing_ok=True)
+
+    def do_plan() -> CheckStep:
+        nonlocal review
+        ensure_workspace(runner, copy.workspace, create=True)
+        runner.plan(str(copy.plan_file), str(copy.var_file) if copy.var_file else None)
+        document = runner.show_json(str(copy.plan_file))
+        plan_json_path.write_text(json.dumps(document, indent=2, sort_keys=True), encoding="utf-8")
+        review = copy.review(document)
+        counts = ", ".join(f"{n} to {a}" for a, n in review.counts.items() if n)
+        blocked = f"; BLOCKED: {', '.join(c.address for c in review.blockers)}" if review.blocked else ""
+        return CheckStep("plan", not review.blocked, f"{counts or 'no changes'}{blocked}",
+                         reports=[str(plan_json_path)])
+
+    if plan:
+        planned = timed("plan", do_plan) if valid.ok else _skipped(steps, "plan", "validate failed")
+    else:
+        planned = _skipped(steps, "plan", "not asked (--no-plan)", ok=True)
+
+    if scanners is None:
+        _skipped(steps, "scan", "--no-scan", ok=True)
+    else:
+        for scanner in scanners:
+            def scan(scanner: Scanner = scanner) -> CheckStep:
+                findings: list[Finding] = []
+                reports = []
+                targets = [(source, False, evidence_dir / f"{scanner.name}-configuration.json")]
+                if planned.ok and plan_json_path.exists():
+                    targets.append((plan_json_path, True, evidence_dir / f"{scanner.name}-plan-{settings.env}.json"))
+                for target, is_plan, report in targets:
+                    for raw in scanner.scan(target, report, plan=is_plan, source=source):
+                        finding = Finding(**raw)
+                        if not is_plan:
+                            finding = replace(finding, file=shown_as(source / finding.file.lstrip("/")))
+                        findings.append(finding)
+                    reports.append(str(report))
+                scanned = "configuration and plan" if len(targets) == 2 else "configuration (no plan to scan)"
+                ok = not findings and len(targets) == (2 if plan else 1)
+                return CheckStep(scanner.name, ok, f"{scanned}: {len(findings)} finding(s)", findings=findings,
+                                 reports=reports)
+
+            timed(scanner.name, scan)
+    return ValidationOutcome(env=settings.env, directory=source, offline=offline, terraform_version=version,
+                             evidence_dir=evidence_dir, steps=tuple(steps), review=review)
+
+
+def _skipped(steps: list[CheckStep], name: str, why: str, *, ok: bool = False) -> CheckStep:
+    step = CheckStep(name, ok, f"not run: {why}", skipped=True)
+    steps.append(step)
+    return step

@@ -32,7 +32,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -258,8 +257,8 @@ def _run_steps(settings, plan, ledger, ctx, step, result, base, observer) -> Non
 
     step("preflight", "Preflight", "every AWS check passes (git checks left out)", preflight)
 
-    step("infra", "Terraform plan and review", "a reviewed plan with no destructive change, or skipped with "
-         "the reason", lambda: _infra(settings, plan, ledger, base))
+    step("infra", "Terraform plan and review", "the real configuration planned and reviewed, no destructive "
+         "change", lambda: _infra(settings, plan, ledger, base))
 
     def do_build():
         artifact = build(repo=repo, release=GOOD_RELEASE, target="lambda", out_dir=base / "dist",
@@ -438,31 +437,32 @@ def _rollback_figures(ledger: Ledger, env: str, run_id: str, version: str | None
 
 
 def _infra(settings: RehearsalSettings, plan: Plan, ledger: Ledger, base: Path):
-    """Plan the real configuration against the sandbox, in a scratch copy with a local backend."""
-    from promoter.adapters.terraform import TerraformCli, find_terraform
-    from promoter.engine.infra import InfraSettings, plan_infra, resolve_directory
+    """Plan and review the real configuration in a scratch copy whose state stays local, with the offline
+    stand-ins for the aws and archive providers (``tools/tfstandin``): Terraform checks every argument against
+    the real schema and plans the creates; no account is read."""
+    from promoter.adapters.terraform import TerraformCli, standin_toolchain
+    from promoter.engine.infra import InfraSettings, plan_infra
     from promoter.errors import TerraformError
 
-    if not find_terraform():
-        return "terraform is not installed", {"_skipped": True}
-    source = resolve_directory(None, plan.terraform.directory, settings.repo)
-    work = base / "terraform"
-    shutil.copytree(source, work, ignore=shutil.ignore_patterns(".terraform", "*.tfplan", "terraform.tfstate*"))
-    # the backend of the real accounts is S3; the rehearsal's state stays in its scratch copy
-    (work / "backend_override.tf").write_text('terraform {\n  backend "local" {}\n}\n')
+    repo = settings.repo or find_repository()
+    toolchain = standin_toolchain(repo, repo / ".promoter" / "tfstandin")
+    # the copy's settings carry no -backend-config: its backend is local, and a local backend refuses S3's
+    infra = InfraSettings.from_plan(plan, settings.env, repo=repo).with_local_backend(base / "terraform")
     output: list[str] = []
-    runner = TerraformCli(work, min_version=plan.terraform.min_version, echo=output.append)
+    runner = TerraformCli(infra.directory, binary=toolchain["terraform"], min_version=plan.terraform.min_version,
+                          env={"TF_CLI_CONFIG_FILE": toolchain["cli_config"],
+                               "AWS_REGION": plan.environment(settings.env).region},
+                          echo=output.append)
     try:
-        runner.init(None)
-    except TerraformError:
-        return f"terraform {runner.version()} cannot install the providers: {init_failure_reason(output)}", {
-            "_skipped": True}
-    infra_settings = InfraSettings.from_plan(plan, settings.env, directory=work)
-    outcome = plan_infra(infra_settings, runner, ledger, create_workspace=True)
+        outcome = plan_infra(infra, runner, ledger, create_workspace=True)
+    except TerraformError as exc:
+        raise _Expectation(f"terraform failed: {init_failure_reason(output) or exc.message}") from None
     review = outcome.review
     if review.blocked:
         raise _Expectation("the review blocks the plan: " + ", ".join(c.address for c in review.blockers))
-    return f"plan {outcome.sha256[:12]} reviewed: {review.summary()}", outcome.to_dict()
+    counts = ", ".join(f"{n} to {action}" for action, n in review.counts.items() if n) or "no changes"
+    return (f"plan {outcome.sha256[:12]} of {infra.workspace} reviewed (terraform {outcome.terraform_version}, "
+            f"offline stand-in providers): {counts}; no protected resource deleted or replaced"), outcome.to_dict()
 
 
 def init_failure_reason(output: list[str]) -> str:

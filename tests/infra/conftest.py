@@ -67,6 +67,7 @@ def provider_mirror(tmp_path_factory, terraform_bin) -> Path:
 def tf_env(monkeypatch, provider_mirror, terraform_bin):
     """Environment for a terraform run: offline mirror, the binary, no inherited workspace or data dir."""
     monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(provider_mirror))
+    monkeypatch.setenv("CHECKPOINT_DISABLE", "1")  # terraform never phones home from the tests
     monkeypatch.setenv("PROMOTER_TERRAFORM", terraform_bin)
     for name in ("TF_WORKSPACE", "TF_DATA_DIR", "TF_PLUGIN_CACHE_DIR", "TF_CLI_ARGS", "TF_CLI_ARGS_plan"):
         monkeypatch.delenv(name, raising=False)

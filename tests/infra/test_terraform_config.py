@@ -79,7 +79,7 @@ def test_resource_names_equal_the_plans(config, env):
 
     assert name(one(config, "aws_lambda_function"), "function_name") == names.function
     assert name(one(config, "aws_lambda_alias"), "name") == names.alias
-    assert name(one(config, "aws_cloudwatch_log_group"), "name") == names.log_group
+    assert name(res["aws_cloudwatch_log_group"]["lambda"], "name") == names.log_group
     assert name(one(config, "aws_iam_role"), "name") == names.execution_role
     assert name(one(config, "aws_sqs_queue"), "name") == names.dlq
     assert name(one(config, "aws_sns_topic"), "name") == names.sns_topic
@@ -174,7 +174,7 @@ def test_function_settings_equal_the_plans(config):
     assert "aws_sqs_queue.dlq.arn" in first_block(function, "dead_letter_config")["target_arn"]
     env_vars = first_block(function, "environment")["variables"]
     assert {"CAMPAIGNS_TABLE", "TEMPLATES_BUCKET", "RELEASE_VERSION"} <= set(env_vars)
-    log_group = one(config, "aws_cloudwatch_log_group")
+    log_group = config["resource"]["aws_cloudwatch_log_group"]["lambda"]
     assert log_group["retention_in_days"] == "${var.log_retention_days}"
 
 
@@ -187,7 +187,11 @@ def test_execution_role_is_least_privilege(config):
     templates = statements["TemplatesRead"]
     assert templates["actions"] == ["s3:GetObject"]
     assert templates["resources"] == ["${data.aws_s3_bucket.templates.arn}/*"]
+    xray = statements["XRayTraces"]  # X-Ray's write actions have no resource-level permissions
+    assert xray["actions"] == ["xray:PutTraceSegments", "xray:PutTelemetryRecords"] and xray["resources"] == ["*"]
     for statement in policy["statement"]:
+        if statement is xray:
+            continue
         assert "*" not in statement["resources"]
         assert not any(a.endswith(":*") or a == "*" for a in statement["actions"])
 
@@ -216,13 +220,17 @@ def test_api_routes_are_lambda_proxy_to_the_alias_with_cognito(config):
 def test_tfvars_and_backend_per_environment(env):
     spec = PLAN.environment(env)
     tfvars = _load(TF_DIR / "env" / f"{env}.tfvars")
-    assert tfvars == {
+    # the plan's facts, and the per-environment ceilings that are Terraform's alone
+    assert {k: v for k, v in tfvars.items() if k not in {"reserved_concurrency", "waf_enabled"}} == {
         "env": env,
         "account_id": spec.account_id,
         "region": spec.region,
         "domain_name": spec.domain,
         "log_retention_days": spec.log_retention_days,
     }
+    assert tfvars["reserved_concurrency"] >= 1
+    # a WAF web ACL in front of PROD only
+    assert tfvars.get("waf_enabled", False) is (env == "prod")
     backend = _load(TF_DIR / "env" / f"{env}.backend.hcl")
     assert {"bucket", "key", "region", "dynamodb_table"} <= set(backend)
     assert backend["region"] == spec.region

@@ -19,14 +19,18 @@ def blocking_gates(plan: Plan, env: str) -> list[Gate]:
     return [g for g in plan.gates if g.blocks_deploy and g.before_env in {env, "any"}]
 
 
-def missing_gates(plan: Plan, env: str, release: str, approvals: Iterable[dict[str, Any]]) -> list[Gate]:
-    """The blocking gates of ``env`` with no approval recorded for ``release`` (pure)."""
-    approved = {a.get("gate") for a in approvals if a.get("release") == release}
+def missing_gates(plan: Plan, env: str, release: str, approvals: Iterable[dict[str, Any]],
+                  artifact_sha256: str | None = None) -> list[Gate]:
+    """The blocking gates of ``env`` with no approval recorded for ``release`` (pure). An approval that names
+    another artifact's sha256 does not count for this one."""
+    approved = {a.get("gate") for a in approvals if a.get("release") == release
+                and (artifact_sha256 is None or a.get("artifact_sha256") in (None, artifact_sha256))}
     return [g for g in blocking_gates(plan, env) if g.id not in approved]
 
 
-def refuse_missing_gates(plan: Plan, env: str, release: str, approvals: Iterable[dict[str, Any]]) -> None:
-    missing = missing_gates(plan, env, release, approvals)
+def refuse_missing_gates(plan: Plan, env: str, release: str, approvals: Iterable[dict[str, Any]],
+                         artifact_sha256: str | None = None) -> None:
+    missing = missing_gates(plan, env, release, approvals, artifact_sha256)
     if not missing:
         return
     lines = [

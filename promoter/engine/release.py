@@ -187,6 +187,8 @@ class DeploySettings:
     out_dir: Path = Path("dist")
     update_timeout: float = 300
     repo: Path | None = None  # the checkout to build and read tags from; default: the working directory's
+    allow_unproven: bool = False  # deploy an artifact the plan's passport does not prove (recorded; refused where
+    # the plan says so)
 
 
 @dataclass(frozen=True)
@@ -319,10 +321,11 @@ def routing_for(stable: str, candidate: str, weight: int) -> tuple[str, dict[str
 
 
 def desired_environment(latest: dict[str, str], overrides: dict[str, str], release: str) -> dict[str, str]:
-    """The environment of the new version: $LATEST's without leftover fault injection, plus the overrides."""
+    """The environment of the new version: $LATEST's without leftover fault injection, the release tag in
+    ``RELEASE_VERSION`` (the tag lives in the configuration, never in the artifact: one artifact, many tags),
+    plus the overrides."""
     env = {k: v for k, v in latest.items() if not k.startswith("CHAOS_")}
-    if "RELEASE_VERSION" in env:
-        env["RELEASE_VERSION"] = release
+    env["RELEASE_VERSION"] = release
     env.update(overrides)
     return env
 
@@ -446,7 +449,8 @@ def deploy(settings: DeploySettings, ports: Ports, observer: Observer | None = N
     if settings.dry_run:
         artifact = prepare_artifact(settings, lambda m: emit(ReleaseEvent("progress", {"message": m})))
         refuse_missing_gates(settings.plan, settings.env, artifact.release,
-                             ports.ledger.records(settings.env, kind="approval"))
+                             ports.ledger.records(settings.env, kind="approval"), artifact.sha256)
+        refuse_unsafe(settings, ports, artifact)
         deploy_plan = plan_deploy(settings, ports, artifact)
         emit(ReleaseEvent("planned", deploy_plan.to_dict()))
         return RunRecord(run_id="dry-run", env=settings.env, outcome="dry-run", release=artifact.release,
@@ -457,12 +461,25 @@ def deploy(settings: DeploySettings, ports: Ports, observer: Observer | None = N
                            clock=ports.clock):
         artifact = prepare_artifact(settings, lambda m: emit(ReleaseEvent("progress", {"message": m})))
         refuse_missing_gates(settings.plan, settings.env, artifact.release,
-                             ports.ledger.records(settings.env, kind="approval"))
+                             ports.ledger.records(settings.env, kind="approval"), artifact.sha256)
+        refuse_unsafe(settings, ports, artifact)
         deploy_plan = plan_deploy(settings, ports, artifact)
         emit(ReleaseEvent("planned", deploy_plan.to_dict()))
         run = _Run(settings, ports, emit, run_id)
         with run.record_on_error():
             return run.start(deploy_plan)
+
+
+def refuse_unsafe(settings: DeploySettings, ports: Ports, artifact: PreparedArtifact) -> None:
+    """Where the plan says so (PROD): only an artifact the passport's environment proved, and only with a table
+    backup, PITR and a function snapshot on record for it."""
+    from promoter.engine.backup import refuse_without_backup
+    from promoter.engine.passport import admit
+
+    admit(settings.plan, settings.env, artifact.sha256, artifact.release, ports.ledger,
+          allow_unproven=settings.allow_unproven)
+    refuse_without_backup(settings.plan, settings.env, artifact.sha256, ports.ledger.records(settings.env,
+                                                                                              kind="backup"))
 
 
 class _Run:

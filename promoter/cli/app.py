@@ -50,6 +50,7 @@ COMMANDS: dict[str, CommandEntry] = {
     "lock": CommandEntry("promoter.cli.release", "The per-environment lock."),
     "promote": CommandEntry("promoter.cli.promote", "Run the plan's phases for ENV (sit: sit-promotion, "
                             "sit-validation; prod: prod-promotion) step by step."),
+    "evidence": CommandEntry("promoter.cli.evidence", "The evidence packs of promotion runs: show and verify."),
     "rehearse": CommandEntry("promoter.cli.rehearse", "Run the whole promotion offline against a fresh sandbox and "
                              "report, step by step, what happened."),
     "sandbox": CommandEntry("promoter.cli.sandbox", "Run the embedded sandbox: moto, a Lambda front and an API front "

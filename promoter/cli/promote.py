@@ -139,7 +139,8 @@ def promote(
         ports_for=lambda e: release.Ports.for_aws(app.aws(e), app.plan, e, ledger),
         release_observer=display.release_event,
     )
-    ports = steps.pipeline_ports(wiring, ledger, lambda: caller_identity(lambda: app.aws(env_name).client("sts")))
+    ports = steps.pipeline_ports(wiring, ledger, lambda: caller_identity(lambda: app.aws(env_name).client("sts")),
+                                 app.plan)
     with release.sigterm_as_interrupt():
         run = pipeline.promote(settings, ports, display)
     if json_output:

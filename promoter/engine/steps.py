@@ -275,9 +275,11 @@ def admission(settings: PromoteSettings, artifact: ArtifactRef, ledger: Any) -> 
                  allow_unproven=settings.allow_unproven)
 
 
-def pipeline_ports(wiring: StepWiring, ledger: Any, identity: Callable[[], str]) -> Any:
-    """The pipeline over real operations: build once, the passport at the door."""
+def pipeline_ports(wiring: StepWiring, ledger: Any, identity: Callable[[], str], plan: Any) -> Any:
+    """The pipeline over real operations: build once, the passport at the door, an evidence pack at the end."""
+    from promoter.engine.evidence import write_pack
     from promoter.engine.pipeline import PipelinePorts
 
+    limit = plan.rollback_thresholds.error_rate_pct
     return PipelinePorts(operations=operations(wiring), ledger=ledger, identity=identity, artifact=prepare,
-                         admission=admission)
+                         admission=admission, evidence=lambda lg, env, pid: write_pack(lg, env, pid, threshold=limit))

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from promoter.engine.gates import release_name
 from promoter.engine.ledger import whoami
 from promoter.engine.pipeline import Probe, StepContext, StepOutcome
 from promoter.plan.models import Gate, ManualCheck, Plan
@@ -47,14 +48,15 @@ def approval_env(plan: Plan, gate: str, phase_env: str) -> str:
 
 def find_approval(
     records: Iterable[dict[str, Any]], *, gate: str, release: str, artifact_sha256: str, four_eyes: bool,
-    started_by: str,
+    started_by: str, name: Callable[[str | None], str | None] = lambda tag: tag,
 ) -> ApprovalMatch:
-    """The latest approval of ``gate`` bound to this release and artifact (and by another identity under four
-    eyes), with the reasons the others were not counted (pure)."""
+    """The latest approval of ``gate`` bound to this release (compared by ``name``: the tags of one release
+    name the same release) and artifact, and by another identity under four eyes, with the reasons the others
+    were not counted (pure)."""
     rejected: list[str] = []
     for record in reversed([r for r in records if r.get("gate") == gate]):
         who = f"{record.get('approver')} at {record.get('ts')}"
-        if record.get("release") != release:
+        if name(record.get("release")) != name(release):
             rejected.append(f"{who} approved release {record.get('release')}, not {release}")
             continue
         sha = record.get("artifact_sha256")
@@ -98,7 +100,7 @@ class ApprovalStep:
         spec = gate_spec(ctx.plan, gate)
         match = find_approval(ctx.ledger.records(env, kind="approval"), gate=gate, release=ctx.artifact.release,
                               artifact_sha256=ctx.artifact.sha256, four_eyes=spec.four_eyes,
-                              started_by=ctx.started_by)
+                              started_by=ctx.started_by, name=lambda tag: release_name(ctx.plan, tag))
         return match, env, approve_command(ctx.plan, gate, env, ctx.artifact.release, ctx.artifact.sha256)
 
     def probe(self, ctx: StepContext) -> Probe:

@@ -269,3 +269,18 @@ def test_four_eyes_refuses_the_starter_as_approver(world):
 def test_the_approve_command_names_release_sha_and_ref_where_needed(plan):
     assert approve_command(plan, "change-request", "prod", "v1.1.0", SHA) == (
         f"promoter approve --env prod --gate change-request --approver NAME --ref REF --release v1.1.0 --sha256 {SHA}")
+
+
+def test_the_tags_of_one_release_share_its_approvals(plan):
+    from promoter.engine.gates import missing_gates, release_name
+
+    assert release_name(plan, "v1.1.0-sit") == release_name(plan, "v1.1.0-prod") == "v1.1.0"
+    assert release_name(plan, "v1.2.0-faulty") == "v1.2.0-faulty"
+    signoff = {"gate": "sit-signoff", "release": "v1.1.0-sit", "artifact_sha256": SHA, "approver": "A", "ts": "1"}
+    change = {"gate": "change-request", "release": "v1.1.0-prod", "artifact_sha256": SHA, "approver": "B", "ts": "2"}
+    assert missing_gates(plan, "prod", "v1.1.0-prod", [signoff, change], SHA) == []
+    assert [g.id for g in missing_gates(plan, "prod", "v1.1.0-prod", [signoff, change], OTHER_SHA)] == [
+        "sit-signoff", "change-request"]
+    match = find_approval([signoff], gate="sit-signoff", release="v1.1.0-prod", artifact_sha256=SHA,
+                          four_eyes=False, started_by="x", name=lambda tag: release_name(plan, tag))
+    assert match.record == signoff

@@ -903,6 +903,7 @@ class RollbackSettings:
     lock_wait: float = 0
     dry_run: bool = False
     allow_failed: bool = False  # a version the ledger saw fail its canary is refused unless this is set
+    acknowledge_changes: bool = False  # roll back past recorded terraform or schema changes (asked, or --yes)
 
 
 def deployed_tags(versions: list[FunctionVersion]) -> dict[str, str]:
@@ -975,16 +976,25 @@ def rollback_to(settings: RollbackSettings, ports: Ports, observer: Observer | N
         target = resolve_target(settings.to, versions, current.version, ports.ledger, env)
         if not settings.allow_failed:
             refuse_failed(target, failed_versions(ports.ledger, env))
+        from promoter.engine.rollback_guard import changes_since, refuse_older_than_changes
+
+        if settings.dry_run:
+            newer = changes_since(ports.ledger.records(env), target)
+        else:
+            newer = refuse_older_than_changes(ports.ledger.records(env), target, env,
+                                              acknowledged=settings.acknowledge_changes)
         record.stable_version, record.candidate_version = current.version, target
         record.release = next((v.release for v in versions if v.version == target), None)
         if settings.dry_run:
             record.outcome = "dry-run"
             record.reason = f"would move {ports.alias} from {current.describe()} to version {target}"
+            if newer:
+                record.reason += "; changes made since it served: " + "; ".join(newer)
             record.alias = current.to_dict()
             return record
         ports.ledger.append(env, "run-start", run_id=run_id, kind_of_run="rollback", who=ports.identity(),
                             to=settings.to, target_version=target, release=record.release,
-                            plan_id=settings.plan.id, alias=current.to_dict())
+                            plan_id=settings.plan.id, alias=current.to_dict(), changes_since_target=newer)
         if current.version == target and not current.weights:
             record.outcome, record.reason, record.alias = "succeeded", f"already on version {target}", current.to_dict()
             ports.ledger.append(env, "run-end", run_id=run_id, outcome="succeeded", reason=record.reason,

@@ -1,6 +1,9 @@
-"""The backup step against moto in-process: PITR checked, CreateBackup waited for, the function snapshot saved."""
+"""PROD's guards against moto in-process: the backup step (PITR checked, CreateBackup waited for, the function
+snapshot saved), and deploy refusing an unproven artifact or a missing backup with nothing changed."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import boto3
 
@@ -51,3 +54,60 @@ def test_backup_fails_in_prod_when_pitr_is_off(plan, account, tmp_path):
     assert outcome.status == "failed" and "point-in-time recovery is DISABLED" in outcome.detail
     assert ctx.ledger.records("prod", kind="backup") == []
     assert boto3.client("dynamodb", region_name=region).list_backups()["BackupSummaries"] == []
+
+
+def _prod_deploy(plan, tmp_path, ledger, **extra):
+    import zipfile
+
+    from promoter.engine import release
+
+    path = tmp_path / "campaigns_lambda-v1.1.0-lambda.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("campaigns_lambda/__init__.py", "")
+    region = plan.environment("prod").region
+    ports = release.Ports.for_aws(AwsSessionFactory(region=region), plan, "prod", ledger)
+    settings = release.DeploySettings(plan=plan, env="prod", release="v1.1.0", canary=True, artifact=path,
+                                      allow_untagged=True, **extra)
+    return ports, settings
+
+
+def test_deploy_to_prod_refuses_an_unproven_artifact_and_changes_nothing(plan, account, tmp_path):
+    import pytest
+
+    from promoter.engine import release
+    from promoter.errors import RefusedError
+
+    account("prod")
+    ledger = Ledger(tmp_path / "home")
+    for gate in ("sit-signoff", "change-request"):
+        ledger.append("prod", "approval", gate=gate, release="v1.1.0", approver="A")
+    ports, settings = _prod_deploy(plan, tmp_path, ledger)
+    versions = ports.functions.list_versions()
+    for attempt in (settings, replace(settings, dry_run=True)):
+        with pytest.raises(RefusedError, match="prod accepts only an artifact sit proved"):
+            release.deploy(attempt, ports)
+    with pytest.raises(RefusedError, match="--allow-unproven is refused in prod"):
+        release.deploy(replace(settings, allow_unproven=True), ports)
+    assert ports.functions.list_versions() == versions
+    assert [r["kind"] for r in ledger.records("prod")] == ["approval", "approval"]  # nothing else recorded
+
+
+def test_deploy_to_prod_refuses_to_shift_traffic_without_a_backup(plan, account, tmp_path):
+    import pytest
+
+    from promoter.engine import release
+    from promoter.errors import RefusedError
+
+    account("prod")
+    prod = plan.environment("prod")
+    no_passport = plan.model_copy(update={"environments": {**plan.environments, "prod": prod.model_copy(
+        update={"passport": None})}})
+    ledger = Ledger(tmp_path / "home")
+    for gate in ("sit-signoff", "change-request"):
+        ledger.append("prod", "approval", gate=gate, release="v1.1.0", approver="A")
+    ports, settings = _prod_deploy(no_passport, tmp_path, ledger)
+    versions = ports.functions.list_versions()
+    with pytest.raises(RefusedError, match="without data safety on record: no backup record"):
+        release.deploy(settings, ports)
+    assert ports.functions.list_versions() == versions
+    assert ledger.records("prod", kind="run-start") == []

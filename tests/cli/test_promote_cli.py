@@ -102,3 +102,17 @@ def test_prod_refuses_an_artifact_sit_never_proved(runner, cli, account, tmp_pat
     for missing in ("no canary deploy", "no passed smoke run", "sit-validation steps not passed"):
         assert missing in doc["message"]
     assert not (tmp_path / "home" / "ledger" / "prod.jsonl").exists()  # nothing changed, nothing recorded
+
+
+def test_without_a_terminal_progress_is_plain_lines(runner, cli, account, tmp_path, zip_artifact):
+    account("sit", seed=False)
+    artifact, sha = zip_artifact
+    result = runner.invoke(cli, ["promote", "--env", "sit", "--phase", "sit-validation", "--artifact", str(artifact),
+                                 "--release", "v1.1.0", "--allow-untagged", "--repo", str(ROOT),
+                                 "--ledger-dir", str(tmp_path / "home")])
+    assert result.exit_code == 5
+    err = result.stderr
+    assert ">> sit-validation/integration: " in err and "sit-validation/integration: WAITING" in err
+    assert f"record it with: promoter approve --env sit --gate sit-integration --approver NAME --release v1.1.0 " \
+           f"--sha256 {sha}" in err
+    assert "\x1b[" not in err  # no terminal control sequences in a log

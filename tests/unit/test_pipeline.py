@@ -284,3 +284,19 @@ def test_the_tags_of_one_release_share_its_approvals(plan):
     match = find_approval([signoff], gate="sit-signoff", release="v1.1.0-prod", artifact_sha256=SHA,
                           four_eyes=False, started_by="x", name=lambda tag: release_name(plan, tag))
     assert match.record == signoff
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), RuntimeError("disk full")])
+def test_an_interrupt_or_unexpected_error_still_ends_the_run_on_record(world, error):
+    settings = PromoteSettings(plan=world.plan, env="sit", phase="sit-promotion")
+    world.fail["sit-promotion/smoke"] = error
+    with pytest.raises(type(error)):
+        promote(settings, world.ports())
+    ends = world.ledger.records("sit", kind="pipeline-end")
+    assert [e["outcome"] for e in ends] == ["failed"]
+    failed = [r for r in world.ledger.records("sit", kind="pipeline-step") if r["status"] == "failed"]
+    assert [r["step"] for r in failed] == ["smoke"]
+    # and it resumes at that step
+    world.calls.clear()
+    assert promote(replace(settings, resume=True), world.ports()).outcome == "succeeded"
+    assert world.calls == ["sit-promotion/smoke", "sit-promotion/status"]

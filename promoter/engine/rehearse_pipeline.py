@@ -334,8 +334,17 @@ def _phase(settings, plan, ledger, base, env, phase, ctx, step, observer) -> boo
             record_gate_approval(plan, ledger, env=approval_env(plan, s.gate, env), gate=s.gate,
                                  approver=REHEARSAL_APPROVER, ref=f"REHEARSAL-{s.id}", release=GOOD_RELEASE,
                                  artifact_sha256=ctx["artifact_sha"], identity=REHEARSAL_APPROVER_IDENTITY)
+        from promoter.engine.gates import missing_gates
+
+        # rehearsing one environment alone, gates an earlier phase gives (PROD's sit-signoff) are recorded here
+        extra = missing_gates(plan, env, GOOD_RELEASE, ledger.records(env, kind="approval"), ctx["artifact_sha"])
+        for gate in extra:
+            record_gate_approval(plan, ledger, env=env, gate=gate.id, approver=REHEARSAL_APPROVER,
+                                 ref=f"REHEARSAL-{gate.id}", release=GOOD_RELEASE,
+                                 artifact_sha256=ctx["artifact_sha"], identity=REHEARSAL_APPROVER_IDENTITY)
+        also = f"; {', '.join(g.id for g in extra)} recorded too (given by a phase not rehearsed)" if extra else ""
         detail, data = _run_phase(settings, plan, ledger, base, env, phase, ctx, observer, resume=True)
-        return f"approvals recorded ({', '.join(s.gate for s in manual)}); --resume: {detail}", data
+        return f"approvals recorded ({', '.join(s.gate for s in manual)}){also}; --resume: {detail}", data
 
     return step(f"{phase}-resumed", f"{title}, resumed ({env})", "with the approvals on record, --resume finishes "
                 "the phase", resumed)
@@ -392,6 +401,7 @@ def _faulty(settings, plan, ledger, base, env, ctx, result, observer):
     # under user traffic, which only the canary analysis can catch
     chaos = {"CHAOS_ERROR_RATE": str(settings.chaos_error_rate),
              "CHAOS_START_AFTER": str(len(smoke_requests(plan)) + 3)}
+    _approve_release(plan, ledger, env, phase, FAULTY_RELEASE, ctx["artifact_sha"])  # approved, and still caught
     before = _stats(api)
     try:
         run = _promote(settings, plan, ledger, base, env, ctx, observer, phase=phase, release=FAULTY_RELEASE,
@@ -419,6 +429,22 @@ def _faulty(settings, plan, ledger, base, env, ctx, result, observer):
               f"{figures.get('faulty_requests_served')} requests; back on stable "
               f"{figures.get('first_faulty_request_to_stable_s')} s after its first request")
     return detail, {"faulty_version": faulty_version, "pipeline_id": pipeline_run.get("pipeline_id"), **figures}
+
+
+def _approve_release(plan: Plan, ledger: Ledger, env: str, phase: str, release: str, sha: str) -> list[str]:
+    """The rehearsal plays the approvers: every approval the phase and the deploy to ``env`` wait for."""
+    from promoter.engine.approvals import approval_env
+    from promoter.engine.gates import missing_gates
+    from promoter.engine.infra import record_gate_approval
+
+    gates = [s.gate for s in plan.phase(phase).steps if s.action == "approval"]
+    gates += [g.id for g in missing_gates(plan, env, release, ledger.records(env, kind="approval"), sha)
+              if g.id not in gates]
+    for gate in gates:
+        record_gate_approval(plan, ledger, env=approval_env(plan, gate, env), gate=gate, approver=REHEARSAL_APPROVER,
+                             ref=f"REHEARSAL-{gate}", release=release, artifact_sha256=sha,
+                             identity=REHEARSAL_APPROVER_IDENTITY)
+    return gates
 
 
 def _unproven(settings, plan, ledger, base, env, ctx, observer):

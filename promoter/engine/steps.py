@@ -178,7 +178,10 @@ class DeployStep:
     def probe(self, ctx: StepContext) -> Probe:
         from promoter.engine import release
 
-        record = release.deploy(replace(self._settings(ctx), dry_run=True), self.w.ports_for(ctx.env))
+        try:
+            record = release.deploy(replace(self._settings(ctx), dry_run=True), self.w.ports_for(ctx.env))
+        except PromoterError as exc:  # e.g. the backup an earlier step of the same run would record
+            return Probe("run", f"deploy {ctx.artifact.release}; refused as things stand now: {exc.message}")
         return Probe("run", "; ".join((record.plan or {}).get("actions", [])))
 
     def run(self, ctx: StepContext) -> StepOutcome:

@@ -84,7 +84,9 @@ class InfraPlanStep:
         settings = self._settings(ctx)
         runner = self.w.terraform_runner(settings) if self.w.terraform_runner else _terraform_cli(settings)
         outcome = plan_infra(settings, runner, ctx.ledger, progress=ctx.note)
-        return plan_outcome(outcome)
+        result = plan_outcome(outcome)
+        # the plan itself (terraform show -json) beside its review, for the evidence pack
+        return replace(result, files={**result.files, "terraform-plan.json": runner.show_json(str(outcome.plan_file))})
 
 
 def plan_outcome(outcome: Any) -> StepOutcome:
@@ -187,8 +189,13 @@ class DeployStep:
     def run(self, ctx: StepContext) -> StepOutcome:
         from promoter.engine import release
 
+        ports = self.w.ports_for(ctx.env)
+        settings = self._settings(ctx)
+        if continues_deploy(release.unfinished_run(ports.ledger, ctx.env), ctx.artifact.sha256):
+            ctx.note("continuing the interrupted deploy of this artifact (deploy --resume)")
+            settings = replace(settings, resume=True)
         try:
-            record = release.deploy(self._settings(ctx), self.w.ports_for(ctx.env), self.w.release_observer)
+            record = release.deploy(settings, ports, self.w.release_observer)
         except PromoterError as exc:
             run = (exc.details or {}).get("run")
             if run:
@@ -198,6 +205,11 @@ class DeployStep:
         outputs = {"run_id": record.run_id, "outcome": record.outcome, "version": record.candidate_version,
                    "stable_version": record.stable_version, "alias": record.alias, "verdicts": len(record.verdicts)}
         return StepOutcome("passed", f"{record.outcome}: {record.reason}", outputs, files={"deploy-record.json": data})
+
+
+def continues_deploy(unfinished: dict[str, Any] | None, sha256: str) -> bool:
+    """A deploy step run again after an interrupted deploy of the same artifact continues that deploy (pure)."""
+    return unfinished is not None and (unfinished.get("artifact") or {}).get("sha256") == sha256
 
 
 class SmokeStep:

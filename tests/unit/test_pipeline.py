@@ -300,3 +300,11 @@ def test_an_interrupt_or_unexpected_error_still_ends_the_run_on_record(world, er
     world.calls.clear()
     assert promote(replace(settings, resume=True), world.ports()).outcome == "succeeded"
     assert world.calls == ["sit-promotion/smoke", "sit-promotion/status"]
+
+
+def test_a_deploy_step_continues_an_interrupted_deploy_of_the_same_artifact_only():
+    from promoter.engine.steps import continues_deploy
+
+    assert continues_deploy({"run_id": "r", "artifact": {"sha256": SHA}}, SHA)
+    assert not continues_deploy({"run_id": "r", "artifact": {"sha256": OTHER_SHA}}, SHA)
+    assert not continues_deploy(None, SHA)

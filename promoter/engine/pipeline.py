@@ -25,15 +25,16 @@ Ports: an :class:`Operation` per action (``run`` acts, ``probe`` only reads), th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from promoter.engine.ledger import Ledger, new_run_id
-from promoter.errors import PromoterError, RefusedError, UsageError, WaitingForApproval
+from promoter.errors import LockHeld, PromoterError, RefusedError, UsageError, WaitingForApproval
 from promoter.plan.models import Phase, PhaseStep, Plan
 
 StepStatus = Literal["passed", "failed", "waiting", "skipped"]
@@ -295,7 +296,7 @@ def promote(settings: PromoteSettings, ports: PipelinePorts, observer: Observer 
         raise RefusedError(f"no unfinished run of {' + '.join(phase_ids)} in {env} to resume",
                            hint=f"start one: promoter promote --env {env}{_phase_opt(settings)}")
 
-    with ledger.lock(f"{env}-pipeline", purpose="promote", wait_seconds=settings.lock_wait):
+    with _pipeline_lock(ledger, env, settings.lock_wait):
         resumed = settings.resume and previous is not None
         pipeline_id = previous["pipeline_id"] if resumed else new_run_id()
         history = pipeline_records(ledger, env, pipeline_id) if resumed else []
@@ -331,6 +332,20 @@ def promote(settings: PromoteSettings, ports: PipelinePorts, observer: Observer 
             raise
         return _end(run, ports, log, emit, "succeeded",
                     f"{' + '.join(phase_ids)} done for {artifact.release} (sha256 {artifact.sha256[:12]})", None)
+
+
+@contextlib.contextmanager
+def _pipeline_lock(ledger: Ledger, env: str, wait: float) -> Iterator[None]:
+    """One promotion at a time per environment; its own lock, since the deploy step takes the environment's."""
+    name = f"{env}-pipeline"
+    try:
+        with ledger.lock(name, purpose="promote", wait_seconds=wait):
+            yield
+    except LockHeld as exc:
+        raise RefusedError(
+            f"another promotion of {env} is running: {exc.message}",
+            hint=f"wait for it (--lock-wait SECONDS); if its process is dead, remove {ledger.lock_path(name)}",
+        ) from None
 
 
 def _phase_opt(settings: PromoteSettings) -> str:

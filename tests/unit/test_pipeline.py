@@ -308,3 +308,12 @@ def test_a_deploy_step_continues_an_interrupted_deploy_of_the_same_artifact_only
     assert continues_deploy({"run_id": "r", "artifact": {"sha256": SHA}}, SHA)
     assert not continues_deploy({"run_id": "r", "artifact": {"sha256": OTHER_SHA}}, SHA)
     assert not continues_deploy(None, SHA)
+
+
+def test_a_second_promotion_of_the_same_environment_is_refused_while_one_runs(world):
+    from promoter.errors import RefusedError
+
+    with world.ledger.lock("sit-pipeline", purpose="promote"), pytest.raises(RefusedError) as err:
+        promote(world.settings, world.ports())
+    assert "another promotion of sit is running" in err.value.message
+    assert "sit-pipeline.lock" in err.value.hint

@@ -1,20 +1,16 @@
-"""Release tag of the running code.
+"""Release tag of the running code: the ``RELEASE_VERSION`` variable of the function's configuration (set by
+``promoter deploy`` on every published version), else ``"unreleased"``.
 
-Resolution order:
-1. the ``RELEASE_VERSION`` environment variable (when set and non-blank);
-2. the first line of the ``RELEASE`` file next to this module, written into the
-   deployment artifact by the build;
-3. ``"unreleased"``.
+The tag is configuration, not code: the artifact's bytes are the same for every tag of a commit, so the one
+artifact SIT proved is the one PROD runs.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 UNRELEASED = "unreleased"
 RELEASE_ENV_VAR = "RELEASE_VERSION"
-RELEASE_FILE = Path(__file__).with_name("RELEASE")
 
 _MAX_TAG_LENGTH = 128
 
@@ -31,15 +27,7 @@ def _clean(value: str | None) -> str | None:
     return tag
 
 
-def resolve_release(environ: dict[str, str] | None = None, release_file: Path | None = None) -> str:
-    """Return the release tag following the documented resolution order."""
+def resolve_release(environ: dict[str, str] | None = None) -> str:
+    """Return the release tag from the environment, or ``unreleased``."""
     env = os.environ if environ is None else environ
-    from_env = _clean(env.get(RELEASE_ENV_VAR))
-    if from_env:
-        return from_env
-    path = RELEASE_FILE if release_file is None else release_file
-    try:
-        from_file = _clean(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError):
-        from_file = None
-    return from_file or UNRELEASED
+    return _clean(env.get(RELEASE_ENV_VAR)) or UNRELEASED

@@ -13,7 +13,8 @@
     ├── RefusedError                    a guard refused to act (destructive plan, stale plan, no approval)
     ├── ReleaseFailed                   a release failed and the alias was rolled back cleanly; exit 3
     ├── Interrupted                     Ctrl-C / SIGTERM stopped a run; exit 3 if rolled back, else 130
-    └── RollbackFailed                  a rollback failed; manual action needed; exit 4
+    ├── RollbackFailed                  a rollback failed; manual action needed; exit 4
+    └── WaitingForApproval              a pipeline paused at a manual step; exit 5 (``--resume`` goes on)
 
 The engine raises these; only ``promoter.cli`` turns them into messages and exit codes.
 """
@@ -133,3 +134,13 @@ class Interrupted(PromoterError):
 
 class RollbackFailed(PromoterError):
     exit_code = ExitCode.ROLLBACK_FAILED
+
+
+class WaitingForApproval(PromoterError):
+    """A promotion stopped at a manual step; ``command`` records the approval, then ``--resume`` goes on."""
+
+    exit_code = ExitCode.WAITING
+
+    def __init__(self, message: str, *, command: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.command = command

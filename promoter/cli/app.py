@@ -48,6 +48,9 @@ COMMANDS: dict[str, CommandEntry] = {
                            "runs and verdicts, the lock holder."),
     "history": CommandEntry("promoter.cli.release", "Runs and their events, from the ledger."),
     "lock": CommandEntry("promoter.cli.release", "The per-environment lock."),
+    "promote": CommandEntry("promoter.cli.promote", "Run the plan's phases for ENV (sit: sit-promotion, "
+                            "sit-validation; prod: prod-promotion) step by step."),
+    "evidence": CommandEntry("promoter.cli.evidence", "The evidence packs of promotion runs: show and verify."),
     "rehearse": CommandEntry("promoter.cli.rehearse", "Run the whole promotion offline against a fresh sandbox and "
                              "report, step by step, what happened."),
     "sandbox": CommandEntry("promoter.cli.sandbox", "Run the embedded sandbox: moto, a Lambda front and an API front "
@@ -207,7 +210,8 @@ def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
     """Exit codes: 0 ok; 1 refused or check failed, nothing changed; 2 usage; 3 release failed and rolled
-    back cleanly; 4 rollback failed, manual action needed; 130 interrupted with the alias held."""
+    back cleanly; 4 rollback failed, manual action needed; 5 waiting for approval; 130 interrupted with the alias
+    held."""
 
 
 def main() -> None:

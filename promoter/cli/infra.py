@@ -352,7 +352,12 @@ def approve_cmd(
     release: Annotated[
         str | None, typer.Option("--release", help="The release approved (required by gates that block a deploy).")
     ] = None,
+    sha256: Annotated[
+        str | None, typer.Option("--sha256", help="The artifact approved: its sha256 (a promotion counts only an "
+                                 "approval of the artifact it promotes).")
+    ] = None,
     plan: PlanOpt = None,
+    profile: ProfileOpt = None,
     ledger_dir: LedgerOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -363,12 +368,17 @@ def approve_cmd(
     from promoter.engine.infra import record_gate_approval
     from promoter.errors import UsageError
 
-    app = App(plan_path=plan, env_name=env, ledger_dir=ledger_dir)
+    app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir)
     if not gate:
         known = ", ".join([g.id for g in app.plan.gates] + [c.id for c in app.plan.manual_checks])
         raise UsageError(f"--gate is required; the plan defines: {known}")
+    from promoter.engine.approvals import caller_identity
+
+    # who approves, as the caller identity (four eyes compares it with who started the promotion)
+    identity = caller_identity(lambda: app.aws(app.env).client(
+        "sts", retries={"mode": "standard", "max_attempts": 1}, connect_timeout=3, read_timeout=5))
     result = record_gate_approval(app.plan, app.ledger(), env=app.env, gate=gate, approver=approver, ref=ref,
-                                  release=release)
+                                  release=release, artifact_sha256=sha256, identity=identity)
     if json_output:
         print_json(result.record)
         return

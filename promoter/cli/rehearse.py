@@ -11,8 +11,9 @@ from promoter.cli.common import App, JsonOpt, LedgerOpt, PlanOpt, RepoOpt, conso
 
 def rehearse(
     env: Annotated[
-        str, typer.Option("--env", "-e", help="Environment the sandbox plays (its account, names).")
-    ] = "sit",
+        str | None, typer.Option("--env", "-e", help="Rehearse one environment's phases in one sandbox. Default: "
+                                 "SIT's phases, then PROD's, in two sandbox accounts.")
+    ] = None,
     keep: Annotated[bool, typer.Option("--keep", help="Leave the sandbox running afterwards (promoter sandbox down "
                                        "--state-dir DIR stops it).")] = False,
     bake: Annotated[float, typer.Option("--bake", help="Seconds each canary step bakes (compressed).")] = 8.0,
@@ -24,11 +25,12 @@ def rehearse(
 ) -> None:
     """Run the whole promotion offline against a fresh sandbox and report, step by step, what happened.
 
-    Sandbox up; preflight; terraform plan and review (skipped, with the reason, when the AWS provider cannot
-    be installed); build v1.1.0 of the checkout for Lambda (run under the runtime's Python); canary deploy
-    10/50/100 under synthetic traffic; smoke tests; a faulty
-    release that must be rolled back automatically; rollback --to v1.0.0; status. Exit 0 only when every
-    expectation held. A markdown report lands in .promoter/reports/.
+    `promoter promote` for sit-promotion and sit-validation in a sandbox playing SIT's account (canary deploy
+    of v1.1.0 under synthetic traffic, smoke, the sign-offs missing: paused with exit 5, then resumed), a faulty
+    release the canary must roll back, then prod-promotion in a sandbox playing PROD's account (an unproven
+    artifact refused, the change request missing then resumed, backup, canary, smoke: PROD serves SIT's sha256),
+    rollback --to v1.0.0, every evidence pack verified. Exit 0 only when every expectation held. The report
+    (the evidence packs' reports) lands in .promoter/reports/.
     """
     from rich.markup import escape
     from rich.table import Table
@@ -38,10 +40,11 @@ def rehearse(
     from promoter.plan import default_plan_path
 
     app = App(plan_path=plan, env_name=env, ledger_dir=ledger_dir, repo_path=repo)
-    name = app.env
+    envs = [app.env] if env else ["sit", "prod"]
+    name = "+".join(envs)
     root = app.repo
     plan_path = (plan or default_plan_path(root)).resolve()
-    settings = RehearsalSettings(plan=app.plan, plan_path=plan_path, env=name, keep=keep, bake_seconds=bake,
+    settings = RehearsalSettings(plan=app.plan, plan_path=plan_path, env=envs[0], keep=keep, bake_seconds=bake,
                                  traffic_rate=rate, home=ledger_dir or default_home(), repo=root)
     err = console(stderr=True)
     marks = {"passed": "[green]ok[/]", "failed": "[red]FAILED[/]", "skipped": "[yellow]skipped[/]"}
@@ -55,7 +58,7 @@ def rehearse(
             err.print(f"   {marks.get(step.outcome, step.outcome)} in {step.duration_s:.1f}s  {step.detail}",
                       markup=True, highlight=False, soft_wrap=True)
 
-    result = run_rehearsal(settings, observe)
+    result = run_rehearsal(settings, observe, envs)
     if json_output:
         print_json(result.to_dict())
     else:

@@ -318,16 +318,39 @@ def rollback(
     app = App(plan_path=plan, env_name=env, profile=profile, ledger_dir=ledger_dir, json_output=json_output)
     env_name = _env_of(app, "rollback")
     ports = _ports(app, env_name)
+    acknowledged = yes
     if not dry_run:
         _confirm(app, env_name, [f"roll back {app.plan.names(env_name).function} in {env_name} to {to}"], yes)
+        acknowledged = yes or _acknowledge_changes(app, env_name, to, ports, allow_failed)
     try:
         record = release.rollback_to(
             release.RollbackSettings(plan=app.plan, env=env_name, to=to, lock_wait=lock_wait, dry_run=dry_run,
-                                     allow_failed=allow_failed), ports
+                                     allow_failed=allow_failed, acknowledge_changes=acknowledged), ports
         )
     finally:
         _hold_off_late_interrupts(ctx)
     _print_record(record, json_output)
+
+
+def _acknowledge_changes(app: App, env: str, to: str, ports: Any, allow_failed: bool) -> bool:
+    """Warn when the target is older than recorded terraform or schema changes; ask on a terminal. Without one
+    (CI) the engine refuses unless --yes was given."""
+    from promoter.engine import release
+    from promoter.engine.rollback_guard import changes_since
+
+    preview = release.rollback_to(release.RollbackSettings(plan=app.plan, env=env, to=to, dry_run=True,
+                                                           allow_failed=allow_failed), ports)
+    changes = changes_since(ports.ledger.records(env), str(preview.candidate_version))
+    if not changes:
+        return False
+    err = console(stderr=True)
+    err.print(f"warning: version {preview.candidate_version} is older than changes made since in {env}:",
+              markup=False)
+    for change in changes:
+        err.print(f"  {change}", markup=False)
+    if not sys.stdin.isatty():
+        return False
+    return typer.confirm("Roll back past them anyway?", default=False, err=True)
 
 
 def status(

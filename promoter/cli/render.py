@@ -38,14 +38,14 @@ def render_plan(out: Console, plan: Plan, env: str | None = None) -> None:
         out.print(res)
 
     phases = Table(title="Phases", title_justify="left")
-    for col in ("phase", "env", "step", "command", "kind"):
+    for col in ("phase", "env", "step", "action", "kind"):
         phases.add_column(col)
     for phase in plan.phases:
         if env and phase.env != env:
             continue
         for i, step in enumerate(phase.steps):
             phases.add_row(phase.title if i == 0 else "", phase.env if i == 0 else "", step.title,
-                           step.command or "-", "manual" if step.manual else "automated")
+                           _action(step), "manual" if step.manual else "automated")
     out.print(phases)
 
     gates = Table(title="Gates and approvals", title_justify="left")
@@ -89,3 +89,10 @@ def render_plan(out: Console, plan: Plan, env: str | None = None) -> None:
         alarms.add_row(name, f"{alarm.metric} ({alarm.statistic})", f"{alarm.comparison} {alarm.threshold:g}",
                        ", ".join(alarm.actions))
     out.print(alarms)
+
+
+def _action(step) -> str:
+    params = [f"{k}={v}" for k, v in (("gate", step.gate), ("env", step.env)) if v]
+    if step.canary:
+        params.append("canary")
+    return step.action + (f" ({', '.join(params)})" if params else "")

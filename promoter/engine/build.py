@@ -9,8 +9,10 @@ Stages:
    (``pip install --platform ... --only-binary=:all:``), ``local`` the host interpreter's wheels, a fallback
    for machines without the runtime's Python; boto3 and botocore are never vendored, the runtime has them;
    vendored trees are cached by (target, requirements) so repeated builds do not reinstall;
-3. write the zip: the package (without ``terraform/``, ``__pycache__``), a ``RELEASE`` file with the tag,
-   and the dependencies, with sorted entries, fixed timestamps and modes: same inputs, same bytes.
+3. write the zip: the package (without ``terraform/``, ``__pycache__``) and the dependencies, with sorted
+   entries, fixed timestamps and modes: same inputs, same bytes. The release tag is not in the zip (it names
+   the file only): a release is one artifact whatever its tags (``v1.0.0-sit`` and ``v1.0.0-prod`` on one
+   commit give the same sha256), and the function's configuration carries the tag (``RELEASE_VERSION``).
 """
 
 from __future__ import annotations
@@ -110,7 +112,6 @@ def build(
     entries: dict[str, bytes] = {}
     for path in _walk(package_dir):
         entries["campaigns_lambda/" + path.relative_to(package_dir).as_posix()] = path.read_bytes()
-    entries["campaigns_lambda/RELEASE"] = (release + "\n").encode()
     for path in _walk(vendor):
         rel = path.relative_to(vendor).as_posix()
         if rel.split("/", 1)[0].lower().split("-", 1)[0] in NEVER_VENDOR:

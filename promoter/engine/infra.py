@@ -600,7 +600,7 @@ class GateApproval:
 
 def record_gate_approval(
     plan: Plan, ledger: Ledger, *, env: str, gate: str, approver: str, ref: str | None = None,
-    release: str | None = None,
+    release: str | None = None, artifact_sha256: str | None = None, identity: str | None = None,
 ) -> GateApproval:
     """Record a manual gate or check of the plan (``gates`` / ``manual_checks``) as passed for ``env``."""
     plan.environment(env)
@@ -634,8 +634,11 @@ def record_gate_approval(
             raise UsageError(f"check {gate!r} applies to {', '.join(check.envs)}, not {env}",
                              hint=check.record_with or None)
         title = check.title
+    if artifact_sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", artifact_sha256):
+        raise UsageError(f"--sha256 {artifact_sha256!r}: expected the artifact's 64 hex digit sha256")
+    binding = {k: v for k, v in (("artifact_sha256", artifact_sha256), ("identity", identity)) if v}
     record = ledger.append(env, "approval", gate=gate, title=title, approver=approver.strip(), ref=ref,
-                           release=release)
+                           release=release, **binding)
     return GateApproval(env=env, gate=gate, title=title, approver=approver.strip(), ref=ref, release=release,
                         record=record)
 

@@ -1,29 +1,16 @@
-"""The rehearsal: the whole promotion, offline, against a fresh sandbox, with every expectation checked.
+"""The rehearsal's shared parts: its settings and results, the report, terraform against a sandbox, and the
+release events as notes.
 
-Stages (each recorded with its outcome, duration and what was expected):
-
-1. **sandbox**: start a sandbox for the environment (its own state directory), point this process's AWS SDK
-   at it through the standard variables (``AWS_ENDPOINT_URL``...), exactly as ``eval "$(promoter sandbox
-   env)"`` does for a shell;
-2. **preflight**: every AWS check of the environment passes (the git checks are left out: a rehearsal runs
-   on any checkout);
-3. **infra**: ``terraform init`` / plan / review of the service's configuration against the sandbox, when a
-   terraform with the AWS provider can be initialised here; otherwise *skipped*, with terraform's reason;
-4. **build**: the checkout's code as ``v1.1.0``, the ``lambda`` target: the bytes AWS would get;
-5. **deploy**: ``v1.1.0`` through the plan's canary steps (bake times compressed) under steady synthetic
-   traffic; expected: it reaches 100 %, run by the sandbox under the runtime's Python (python3.12);
-6. **smoke**: the runbook's smoke tests through the API; expected: all pass;
-7. **faulty**: a release with ``CHAOS_ERROR_RATE`` set; expected: the canary analysis fails it and the
-   alias is back on ``v1.1.0``; measured: time from the faulty version's first request to the alias back on
-   stable, and how many requests the faulty version served;
-8. **rollback**: ``rollback --to v1.0.0``; expected: the alias serves version 1 at 100 %;
-9. **status**: the alias and the recorded runs.
+The rehearsal itself is the promotion pipeline run over sandboxes (:mod:`promoter.engine.rehearse_pipeline`):
+``promote`` for SIT's phases in a sandbox playing SIT's account, then for PROD's phase in a second sandbox
+playing PROD's, with the faulty release rolled back by the canary, PROD refusing an unproven artifact and a
+missing approval pausing the pipeline until ``--resume``.
 
 The rehearsal's records go to their own ledger (``<home>/rehearsals/<id>/``), never to the environment's
 real ledger; the markdown report lands in ``<home>/reports/``. It uses the same engine entry points as the
-commands; the sandbox is only an endpoint. Fault injection is refused by the plan in production, so the
-rehearsal runs on a copy of the plan that allows it (the sandbox is not production) and that asks for
-fewer invocations per verdict (the synthetic traffic is small); both changes are listed in the report.
+commands; the sandbox is only an endpoint. The rehearsal runs on a copy of the plan with the changes a
+sandbox needs (fault injection allowed where the faulty release runs, fewer invocations per verdict, a short
+soak), every change listed in the report.
 """
 
 from __future__ import annotations
@@ -32,7 +19,6 @@ import contextlib
 import json
 import os
 import re
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -41,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from promoter.adapters.git import find_repository
-from promoter.engine.ledger import Ledger, default_home, new_run_id
-from promoter.errors import PromoterError, ReleaseFailed
+from promoter.engine.ledger import Ledger, default_home
 from promoter.plan.models import Plan
 
 GOOD_RELEASE = "v1.1.0"
@@ -146,63 +131,12 @@ def _process_env(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def run_rehearsal(settings: RehearsalSettings, observer: Observer = lambda _k, _r: None) -> Rehearsal:
-    from promoter.sandbox.manager import Sandbox
+def run_rehearsal(settings: RehearsalSettings, observer: Observer = lambda _k, _r: None,
+                  envs: list[str] | None = None) -> Rehearsal:
+    """The rehearsal is the pipeline over sandboxes: see :mod:`promoter.engine.rehearse_pipeline`."""
+    from promoter.engine.rehearse_pipeline import run_pipeline_rehearsal
 
-    started = time.monotonic()
-    rid = new_run_id()
-    base = Path(settings.home) / "rehearsals" / rid
-    ledger = Ledger(base / "ledger")
-    state_dir = base / "sandbox"
-    plan, notes = rehearsal_plan(settings.plan, settings.env, settings.min_invocations)
-    result = Rehearsal(rehearsal_id=rid, env=settings.env, adjustments=notes, ledger_dir=str(ledger.root),
-                       sandbox_dir=str(state_dir))
-    ctx: dict[str, Any] = {}
-
-    def step(name: str, title: str, expected: str, fn: Callable[[], tuple[str, dict[str, Any]] | None]) -> bool:
-        observer("start", StepResult(name, title, "running", expected))
-        t0 = time.monotonic()
-        outcome, detail, data = "passed", "", {}
-        try:
-            got = fn()
-            if got is not None:
-                detail, data = got
-            if data.pop("_skipped", False):
-                outcome = "skipped"
-        except _Expectation as exc:
-            outcome, detail = "failed", str(exc)
-        except PromoterError as exc:
-            outcome, detail = "failed", f"{type(exc).__name__}: {exc.message}"
-        except Exception as exc:  # a rehearsal reports every failure as a step, never a traceback
-            outcome, detail = "failed", f"{type(exc).__name__}: {exc}"
-        res = StepResult(name, title, outcome, expected, detail, time.monotonic() - t0, data)
-        result.steps.append(res)
-        observer("done", res)
-        return outcome != "failed"
-
-    sandbox: Sandbox | None = None
-    try:
-        def up() -> tuple[str, dict[str, Any]]:
-            nonlocal sandbox
-            sandbox = Sandbox.up(plan=settings.plan, env=settings.env, state_dir=state_dir,
-                                 plan_path=settings.plan_path, repo=settings.repo)
-            ctx["env_vars"] = sandbox.env_vars()
-            ctx["token"] = sandbox.token("campaigns-admin")
-            ctx["sandbox"] = sandbox
-            return "endpoints " + ", ".join(f"{k}={v}" for k, v in sandbox.endpoints.items()), {
-                "endpoints": sandbox.endpoints}
-
-        if not step("sandbox", f"Sandbox up as {settings.env}", "moto, Lambda front and API front answer", up):
-            return result
-        with _process_env(ctx["env_vars"]):
-            _run_steps(settings, plan, ledger, ctx, step, result, base, observer)
-    finally:
-        if sandbox is not None and not settings.keep:
-            with contextlib.suppress(Exception):
-                sandbox.down()
-        result.duration_s = time.monotonic() - started
-        result.report_path = str(write_report(result, Path(settings.home) / "reports"))
-    return result
+    return run_pipeline_rehearsal(settings, observer, envs)
 
 
 def release_notes(note: Callable[[str], None]) -> Callable[[Any], None]:
@@ -225,182 +159,6 @@ def release_notes(note: Callable[[str], None]) -> Callable[[Any], None]:
             note(f"rolling back to version {data.get('to')}: {data.get('reason')}")
 
     return on_event
-
-
-def _run_steps(settings, plan, ledger, ctx, step, result, base, observer) -> None:
-    from promoter.adapters.aws import AwsSessionFactory
-    from promoter.adapters.http import HttpClient
-    from promoter.engine import release
-    from promoter.engine.build import build
-    from promoter.engine.gates import blocking_gates
-    from promoter.engine.infra import record_gate_approval
-    from promoter.engine.preflight import PreflightContext, Status, checklist, run_checks, select_checks
-    from promoter.engine.smoke import run_smoke
-    from promoter.engine.smoke_requests import smoke_requests
-    from promoter.engine.traffic import SteadyTraffic
-
-    env = settings.env
-    spec = plan.environment(env)
-    repo = settings.repo or find_repository()
-    aws = AwsSessionFactory(region=spec.region)
-    notes = release_notes(lambda message: observer("note", message))
-    api_url = ctx["env_vars"]["PROMOTER_API_URL"]
-
-    def preflight():
-        checks = select_checks(checklist(plan, env), skip=["code", "manual"])
-        report = run_checks(checks, PreflightContext(plan=plan, env=env, aws=aws))
-        failed = [r for r in report.results if r.status == Status.FAIL]
-        data = {"checks": len(report.results), "failed": [r.id for r in failed]}
-        if not report.ok:
-            raise _Expectation("preflight blockers failed: " + ", ".join(f"{r.id} ({r.evidence})" for r in failed))
-        return f"{len(report.results)} checks, no blocker failed", data
-
-    step("preflight", "Preflight", "every AWS check passes (git checks left out)", preflight)
-
-    step("infra", "Terraform plan and review", "the real configuration planned and reviewed, no destructive "
-         "change", lambda: _infra(settings, plan, ledger, base))
-
-    def do_build():
-        artifact = build(repo=repo, release=GOOD_RELEASE, target="lambda", out_dir=base / "dist",
-                         python_version=plan.service.python_version, platform=plan.service.wheel_platform)
-        ctx["artifact"] = artifact
-        return f"{Path(artifact.path).name}, {artifact.size} bytes, sha256 {artifact.sha256[:12]}", artifact.to_dict()
-
-    if not step("build", f"Build {GOOD_RELEASE}", "a reproducible zip", do_build):
-        return
-
-    def approvals():
-        gates = blocking_gates(plan, env)
-        if not gates:
-            return f"no gate of the plan blocks a deploy to {env}", {"_skipped": True}
-        recorded = []
-        for gate in gates:
-            for tag in (GOOD_RELEASE, FAULTY_RELEASE):
-                record_gate_approval(plan, ledger, env=env, gate=gate.id, approver="promoter rehearse",
-                                     ref="REHEARSAL" if gate.kind == "change-request" else None, release=tag)
-            recorded.append(gate.id)
-        return (f"recorded {', '.join(recorded)} for {GOOD_RELEASE} and {FAULTY_RELEASE} in the rehearsal's "
-                "ledger (approver: promoter rehearse)", {"gates": recorded})
-
-    step("approvals", "Release gates", "the plan's sign-offs recorded before the deploys (a rehearsal signs "
-         "its own)", approvals)
-
-    ports = release.Ports.for_aws(aws, plan, env, ledger)
-    traffic = SteadyTraffic(api_url, ctx["token"], rate=settings.traffic_rate, threads=4)
-    traffic.start()
-    try:
-        def deploy_good():
-            ds = release.DeploySettings(
-                plan=plan, env=env, release=GOOD_RELEASE, canary=True, bake_seconds=settings.bake_seconds,
-                analysis_interval=settings.analysis_interval, artifact=Path(ctx["artifact"].path), target="lambda",
-                allow_untagged=True, out_dir=base / "dist", repo=repo,
-            )
-            # a control-plane fault: the first alias change is applied and its reply lost
-            ctx["sandbox"].add_fault({"service": "lambda", "operation": "UpdateAlias", "kind": "drop", "count": 1})
-            record = release.deploy(ds, ports, notes)
-            alias = ports.router.read()
-            ctx["good_version"] = record.candidate_version
-            settled = [c["step"] for c in record.alias_changes if c.get("settled")]
-            data = {"run_id": record.run_id, "outcome": record.outcome, "version": record.candidate_version,
-                    "verdicts": len(record.verdicts), "lost_replies_recognised": settled}
-            if record.outcome != "succeeded":
-                raise _Expectation(f"deploy ended {record.outcome}: {record.reason}")
-            if alias.version != record.candidate_version or alias.weights:
-                raise _Expectation(f"alias is on {alias.version} with {alias.weights}, not 100 % on the new version")
-            if not settled:
-                raise _Expectation("the injected lost UpdateAlias reply was not recognised in the ledger")
-            steps = "/".join(str(s.weight) for s in release.plan_steps(plan, env, canary=True, bake_seconds=None))
-            python = _python_of(ctx.get("sandbox"), record.candidate_version)
-            data["python"] = python
-            if not python.get("matches_runtime"):
-                raise _Expectation(f"version {record.candidate_version} did not run under the runtime's Python "
-                                   f"({plan.service.runtime}): {python.get('error') or python}")
-            return (f"version {record.candidate_version} ({Path(ctx['artifact'].path).name}) through {steps} %, "
-                    f"{len(record.verdicts)} verdicts; ran under {plan.service.runtime} as Python "
-                    f"{python['version']} ({python['path']}); the reply to the {settled[0]} % alias change was "
-                    "dropped (injected) and recognised as applied", data)
-
-        deployed = step("deploy", f"Canary deploy {GOOD_RELEASE}", "reaches 100 % with every verdict passing, "
-                        "through a lost UpdateAlias reply", deploy_good)
-
-        def smoke():
-            client = HttpClient(api_url, token=ctx["token"], timeout=15)
-            try:
-                report = run_smoke(plan, env, client)
-            finally:
-                client.close()
-            data = report.to_dict()
-            if not report.ok:
-                bad = [f"{t['name']}: {'; '.join(t['problems'])}" for t in data["tests"] if not t["ok"]]
-                raise _Expectation("smoke failures: " + " | ".join(bad + data["skipped"]))
-            return f"{data['passed']} requests passed", {"tests": data["tests"]}
-
-        if deployed:
-            step("smoke", "Smoke tests", "all pass against the new release", smoke)
-
-        # the fault starts after the pre-traffic gate's requests: a release that passes its smoke checks and
-        # fails under user traffic, which only the canary analysis can catch
-        chaos_start_after = len(smoke_requests(plan)) + 3
-
-        def faulty():
-            before = _stats(api_url)
-            ds = release.DeploySettings(
-                plan=plan, env=env, release=FAULTY_RELEASE, canary=True, bake_seconds=settings.bake_seconds * 3,
-                analysis_interval=settings.analysis_interval, artifact=None, target="lambda", allow_untagged=True,
-                repo=repo,
-                env_vars={"CHAOS_ERROR_RATE": str(settings.chaos_error_rate),
-                          "CHAOS_START_AFTER": str(chaos_start_after)},
-                out_dir=base / "dist",
-            )
-            stable = ports.router.read().version
-            try:
-                record = release.deploy(ds, ports, notes)
-            except ReleaseFailed as exc:
-                reason = exc.message
-            else:
-                raise _Expectation(f"the faulty release was not rolled back: deploy ended {record.outcome}")
-            after = _stats(api_url)
-            alias = ports.router.read()
-            if alias.version != stable or alias.weights:
-                raise _Expectation(f"alias is on {alias.version} {alias.weights}, expected {stable} at 100 %")
-            run_id = ledger.runs(env)[-1]["run_id"]
-            shifted = [r for r in ledger.records(env, kind="alias-change", run_id=run_id)
-                       if (r.get("after") or {}).get("weights")]
-            if not shifted:
-                raise _Expectation(f"no traffic reached the faulty release: {reason}")
-            faulty_version = next(iter(shifted[0]["after"]["weights"]))
-            figures = _rollback_figures(ledger, env, run_id, faulty_version, before, after)
-            result.figures.update(figures)
-            detail = (f"rolled back: {reason.splitlines()[0]}; faulty version {faulty_version} served "
-                      f"{figures.get('faulty_requests_served')} requests; back on stable "
-                      f"{figures.get('first_faulty_request_to_stable_s')} s after its first request")
-            return detail, {"faulty_version": faulty_version, **figures}
-
-        if deployed:
-            step("faulty", f"Faulty release {FAULTY_RELEASE} (CHAOS_ERROR_RATE={settings.chaos_error_rate})",
-                 "the canary analysis fails it at the first step and the alias returns to stable", faulty)
-    finally:
-        stats = traffic.stop()
-        result.figures["synthetic_traffic"] = stats.to_dict()
-
-    def rollback():
-        rs = release.RollbackSettings(plan=plan, env=env, to=BASELINE_RELEASE)
-        record = release.rollback_to(rs, ports, notes)
-        alias = ports.router.read()
-        if alias.weights or alias.version != "1":
-            raise _Expectation(f"alias is on {alias.version} {alias.weights}, expected version 1 at 100 %")
-        return f"alias {plan.names(env).alias} on version {alias.version} ({BASELINE_RELEASE})", {
-            "run_id": record.run_id, "outcome": record.outcome}
-
-    step("rollback", f"Rollback to {BASELINE_RELEASE}", "alias on version 1 at 100 %", rollback)
-
-    def status():
-        data = release.status(plan, env, ports)
-        routes = ", ".join(f"version {r['version']} ({r['release']}) {r['percent']:g} %" for r in data["routes"])
-        outcomes = ", ".join(str(r.get("outcome")) for r in data.get("runs", []))
-        return f"alias {data['alias']}: {routes}; runs: {outcomes}", {"status": data}
-
-    step("status", "Status", "the alias and the recorded runs", status)
 
 
 def _python_of(sandbox: Any, version: str | None) -> dict[str, Any]:

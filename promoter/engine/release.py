@@ -193,6 +193,8 @@ class DeploySettings:
     out_dir: Path = Path("dist")
     update_timeout: float = 300
     repo: Path | None = None  # the checkout to build and read tags from; default: the working directory's
+    allow_unproven: bool = False  # deploy an artifact the plan's passport does not prove (recorded; refused where
+    # the plan says so)
 
 
 @dataclass(frozen=True)
@@ -372,10 +374,11 @@ def routing_for(stable: str, candidate: str, weight: int) -> tuple[str, dict[str
 
 
 def desired_environment(latest: dict[str, str], overrides: dict[str, str], release: str) -> dict[str, str]:
-    """The environment of the new version: $LATEST's without leftover fault injection, plus the overrides."""
+    """The environment of the new version: $LATEST's without leftover fault injection, the release tag in
+    ``RELEASE_VERSION`` (the tag lives in the configuration, never in the artifact: one artifact, many tags),
+    plus the overrides."""
     env = {k: v for k, v in latest.items() if not k.startswith("CHAOS_")}
-    if "RELEASE_VERSION" in env:
-        env["RELEASE_VERSION"] = release
+    env["RELEASE_VERSION"] = release
     env.update(overrides)
     return env
 
@@ -552,7 +555,8 @@ def deploy(settings: DeploySettings, ports: Ports, observer: Observer | None = N
         _refuse_chaos(settings)
         artifact = prepare_artifact(settings, lambda m: emit(ReleaseEvent("progress", {"message": m})))
         refuse_missing_gates(settings.plan, settings.env, artifact.release,
-                             ports.ledger.records(settings.env, kind="approval"))
+                             ports.ledger.records(settings.env, kind="approval"), artifact.sha256)
+        refuse_unsafe(settings, ports, artifact)
         deploy_plan = plan_deploy(settings, ports, artifact)
         emit(ReleaseEvent("planned", deploy_plan.to_dict()))
         return RunRecord(run_id="dry-run", env=settings.env, outcome="dry-run", release=artifact.release,
@@ -575,6 +579,10 @@ def deploy(settings: DeploySettings, ports: Ports, observer: Observer | None = N
                 refuse_missing_gates(settings.plan, env, release, ports.ledger.records(env, kind="approval"))
 
             artifact = prepare_artifact(settings, lambda m: emit(ReleaseEvent("progress", {"message": m})), gates)
+            # the sign-offs again, now bound to the very bytes built; then the passport and the data safety
+            refuse_missing_gates(settings.plan, env, artifact.release, ports.ledger.records(env, kind="approval"),
+                                 artifact.sha256)
+            refuse_unsafe(settings, ports, artifact)
             deploy_plan = plan_deploy(settings, ports, artifact)
             emit(ReleaseEvent("planned", deploy_plan.to_dict()))
             refusals.done()  # from here on the run records its own end
@@ -615,6 +623,18 @@ class _Refusals:
         with contextlib.suppress(OSError, PromoterError):
             self.ledger.append(self.env, "refusal", run_id=self.run_id, command=self.command, outcome=outcome,
                                reason=reason, error=error, hint=hint, who=whoami(), release=self.release)
+
+
+def refuse_unsafe(settings: DeploySettings, ports: Ports, artifact: PreparedArtifact) -> None:
+    """Where the plan says so (PROD): only an artifact the passport's environment proved, and only with a table
+    backup, PITR and a function snapshot on record for it."""
+    from promoter.engine.backup import refuse_without_backup
+    from promoter.engine.passport import admit
+
+    admit(settings.plan, settings.env, artifact.sha256, artifact.release, ports.ledger,
+          allow_unproven=settings.allow_unproven)
+    refuse_without_backup(settings.plan, settings.env, artifact.sha256, ports.ledger.records(settings.env,
+                                                                                              kind="backup"))
 
 
 class _Run:
@@ -1190,6 +1210,7 @@ class RollbackSettings:
     lock_wait: float = 0
     dry_run: bool = False
     allow_failed: bool = False  # a version the ledger saw fail its canary is refused unless this is set
+    acknowledge_changes: bool = False  # roll back past recorded terraform or schema changes (asked, or --yes)
 
 
 def deployed_tags(versions: list[FunctionVersion]) -> dict[str, str]:
@@ -1273,17 +1294,26 @@ def rollback_to(settings: RollbackSettings, ports: Ports, observer: Observer | N
                                     mid_shift=bool(current.weights))
             if not settings.allow_failed:
                 refuse_failed(target, failed_versions(ports.ledger, env))
+            from promoter.engine.rollback_guard import changes_since, refuse_older_than_changes
+
+            if settings.dry_run:
+                newer = changes_since(ports.ledger.records(env), target)
+            else:
+                newer = refuse_older_than_changes(ports.ledger.records(env), target, env,
+                                                  acknowledged=settings.acknowledge_changes)
             record.stable_version, record.candidate_version = current.version, target
             record.release = next((v.release for v in versions if v.version == target), None)
             if settings.dry_run:
                 record.outcome = "dry-run"
                 record.reason = f"would move {ports.alias} from {current.describe()} to version {target}"
+                if newer:
+                    record.reason += "; changes made since it served: " + "; ".join(newer)
                 record.alias = current.to_dict()
                 return record
             refusals.done()
             ports.ledger.append(env, "run-start", run_id=run_id, kind_of_run="rollback", who=ports.identity(),
                                 to=settings.to, target_version=target, release=record.release,
-                                plan_id=settings.plan.id, alias=current.to_dict())
+                                plan_id=settings.plan.id, alias=current.to_dict(), changes_since_target=newer)
             if current.version == target and not current.weights:
                 record.outcome, record.alias = "succeeded", current.to_dict()
                 record.reason = f"already on version {target}"

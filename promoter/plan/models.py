@@ -80,6 +80,23 @@ class Strategy(_Strict):
         return self
 
 
+class Passport(_Strict):
+    """What an environment accepts: only an artifact (by sha256) that an earlier environment's records prove."""
+
+    proven_in: str  # the environment whose ledger must prove the artifact (sit for prod)
+    validation_phase: str | None = None  # every step of this phase must have passed there for the artifact
+    min_soak_minutes: float = Field(60, ge=0)  # served 100 % there this long, with no rollback meanwhile
+    allow_unproven: bool = False  # whether --allow-unproven may override a missing proof at all
+
+
+class DataSafety(_Strict):
+    """What must be on record before traffic shifts: a table backup, PITR, the function's configuration."""
+
+    require_backup: bool = False
+    max_backup_age_minutes: int = Field(240, ge=1)
+    max_pitr_lag_minutes: int = Field(15, ge=1)  # the latest restorable time must be at most this old
+
+
 class Environment(_Strict):
     account_id: str = Field(pattern=r"^\d{12}$")
     region: str = Field(pattern=AWS_REGION)
@@ -93,6 +110,8 @@ class Environment(_Strict):
     confirm: bool = False  # acting commands ask before changing anything (or need --yes)
     dr: DisasterRecovery | None = None
     strategy: Strategy = Strategy()
+    passport: Passport | None = None
+    data_safety: DataSafety = DataSafety()
 
     @model_validator(mode="after")
     def _dr_primary_is_region(self) -> Environment:
@@ -220,6 +239,7 @@ class Gate(_Strict):
     approvers: list[str] = []
     record_with: str = ""
     blocks_deploy: bool = False  # deploy to before_env refuses a release without this approval recorded for it
+    four_eyes: bool = False  # the approver's identity must differ from the identity that started the promotion
 
 
 class ManualCheck(_Strict):
@@ -227,13 +247,40 @@ class ManualCheck(_Strict):
     title: str
     envs: list[str]
     record_with: str = ""
+    four_eyes: bool = False
+
+
+# The operations a phase step may name. A step is data, never a shell string: the pipeline maps each action to
+# the engine operation of the same name.
+StepAction = Literal["preflight", "infra-plan", "infra-apply", "deploy", "smoke", "backup", "approval", "status"]
+MANUAL_ACTIONS = frozenset({"approval", "infra-apply"})  # steps that wait for a person's recorded approval
+_STEP_ENV_ACTIONS = frozenset({"preflight", "smoke", "status"})  # read-only steps that may look at another env
 
 
 class PhaseStep(_Strict):
-    id: str
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     title: str
-    command: str | None = None
-    manual: bool = False
+    action: StepAction
+    gate: str | None = None  # approval: the plan gate or manual check it waits for
+    env: str | None = None  # preflight, smoke, status: run against this environment instead of the phase's
+    canary: bool = False  # deploy: shift by the plan's canary steps
+
+    @property
+    def manual(self) -> bool:
+        return self.action in MANUAL_ACTIONS
+
+    @model_validator(mode="after")
+    def _parameters(self) -> PhaseStep:
+        if self.action == "approval" and not self.gate:
+            raise ValueError(f"step {self.id!r}: action approval needs gate: <a gate or manual check id>")
+        if self.gate and self.action != "approval":
+            raise ValueError(f"step {self.id!r}: gate is a parameter of action approval, not {self.action}")
+        if self.env and self.action not in _STEP_ENV_ACTIONS:
+            raise ValueError(f"step {self.id!r}: env is a parameter of {', '.join(sorted(_STEP_ENV_ACTIONS))} "
+                             f"steps, not {self.action}")
+        if self.canary and self.action != "deploy":
+            raise ValueError(f"step {self.id!r}: canary is a parameter of action deploy, not {self.action}")
+        return self
 
 
 class Phase(_Strict):
@@ -301,9 +348,38 @@ class Plan(_Strict):
     def _references(self) -> Plan:
         envs = set(self.environments)
         problems = []
+        approvable = {g.id: g for g in self.gates} | {c.id: c for c in self.manual_checks}
+        phase_ids = [p.id for p in self.phases]
+        if len(phase_ids) != len(set(phase_ids)):
+            problems.append("phases: phase ids must be unique")
         for i, phase in enumerate(self.phases):
             if phase.env not in envs:
                 problems.append(f"phases.{i}.env: unknown environment {phase.env!r}")
+            step_ids = [s.id for s in phase.steps]
+            if len(step_ids) != len(set(step_ids)):
+                problems.append(f"phases.{i}.steps: step ids must be unique within a phase")
+            for j, step in enumerate(phase.steps):
+                where = f"phases.{i}.steps.{j}"
+                if step.env and step.env not in envs:
+                    problems.append(f"{where}.env: unknown environment {step.env!r}")
+                if step.gate:
+                    gate = approvable.get(step.gate)
+                    if gate is None:
+                        problems.append(f"{where}.gate: {step.gate!r} is neither a gate nor a manual check of the "
+                                        f"plan (known: {', '.join(approvable)})")
+                    elif isinstance(gate, Gate) and gate.kind == "terraform":
+                        problems.append(f"{where}.gate: {step.gate!r} approves a terraform plan file; use action "
+                                        "infra-apply")
+        for name, spec in self.environments.items():
+            passport = spec.passport
+            if passport is None:
+                continue
+            if passport.proven_in not in envs or passport.proven_in == name:
+                problems.append(f"environments.{name}.passport.proven_in: {passport.proven_in!r} must be another "
+                                "environment of the plan")
+            if passport.validation_phase and passport.validation_phase not in phase_ids:
+                problems.append(f"environments.{name}.passport.validation_phase: unknown phase "
+                                f"{passport.validation_phase!r}")
         for i, gate in enumerate(self.gates):
             if gate.before_env != "any" and gate.before_env not in envs:
                 problems.append(f"gates.{i}.before_env: unknown environment {gate.before_env!r}")
@@ -343,6 +419,19 @@ class Plan(_Strict):
             from promoter.errors import UnknownEnvironment
 
             raise UnknownEnvironment(env, sorted(self.environments)) from None
+
+    def phase(self, phase_id: str) -> Phase:
+        for phase in self.phases:
+            if phase.id == phase_id:
+                return phase
+        from promoter.errors import UsageError
+
+        raise UsageError(f"unknown phase {phase_id!r}; the plan defines: {', '.join(p.id for p in self.phases)}")
+
+    def phases_of(self, env: str) -> list[Phase]:
+        """The phases that run in ``env``, in the plan's order."""
+        self.environment(env)
+        return [p for p in self.phases if p.env == env]
 
     def names(self, env: str) -> ResolvedNames:
         """Resource names for ``env``, with every ``{env}`` placeholder filled in."""

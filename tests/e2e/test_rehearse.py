@@ -1,5 +1,6 @@
-"""`promoter rehearse` end to end: sandbox, preflight, infra, build, canary deploy, smoke, faulty release rolled
-back automatically, rollback --to v1.0.0, status, report; and its parts on plain data."""
+"""`promoter rehearse` end to end: the promotion pipeline in two sandbox accounts (SIT's phases, the faulty
+release rolled back, PROD refusing an unproven artifact, approvals pausing and resuming, PROD serving SIT's
+sha256), rollback --to v1.0.0, every evidence pack verified; and its parts on plain data."""
 
 from __future__ import annotations
 
@@ -12,47 +13,55 @@ from pathlib import Path
 import pytest
 
 from promoter.engine.rehearse import Rehearsal, StepResult, init_failure_reason, rehearsal_plan, write_report
+from promoter.engine.rehearse_pipeline import pipeline_rehearsal_plan
 from promoter.plan import load_plan
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_whole_promotion_rehearses_offline(tmp_path):
+def test_the_whole_promotion_rehearses_offline_as_the_pipeline_in_two_accounts(tmp_path):
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT", "PROMOTER_"))}
     proc = subprocess.run(
         [sys.executable, "-m", "promoter", "rehearse", "--repo", str(ROOT), "--ledger-dir", str(home), "--json"],
-        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
+        capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(proc.stdout)
-    outcomes = {s["name"]: s["outcome"] for s in result["steps"]}
-    assert outcomes == {
-        "sandbox": "passed", "preflight": "passed", "infra": outcomes["infra"], "build": "passed",
-        "approvals": "skipped", "deploy": "passed", "smoke": "passed", "faulty": "passed", "rollback": "passed",
-        "status": "passed",
-    }
-    infra = next(s for s in result["steps"] if s["name"] == "infra")
-    assert infra["outcome"] == "passed" or (infra["outcome"] == "skipped" and infra["detail"])
+    steps = {s["name"]: s for s in result["steps"]}
+    assert list(steps) == ["sandbox-sit", "sit-promotion", "sit-validation-paused", "sit-validation-resumed",
+                           "faulty", "sandbox-prod", "prod-unproven", "prod-promotion-paused",
+                           "prod-promotion-resumed", "rollback", "evidence"]
+    assert {s["outcome"] for s in steps.values()} == {"passed"}
+    # two accounts, as in reality
+    assert "815856636111" in steps["sandbox-sit"]["detail"] and "093646564004" in steps["sandbox-prod"]["detail"]
+    # a missing approval pauses with exit 5 and the exact command; --resume finishes
+    assert steps["sit-validation-paused"]["data"]["exit_code"] == 5
+    assert steps["prod-promotion-paused"]["data"]["command"].startswith("promoter approve --env prod --gate "
+                                                                        "change-request")
+    # PROD deploys exactly SIT's sha256 and refuses another
+    sit_sha = steps["sit-promotion"]["data"]["served_sha256"]
+    assert steps["prod-promotion-resumed"]["data"]["served_sha256"] == sit_sha
+    assert "accepts only an artifact sit proved" in steps["prod-unproven"]["detail"]
     # the faulty release reached users, was judged and rolled back, and the figures were measured
     figures = result["figures"]
     assert figures["faulty_requests_served"] > 0
     assert 0 < figures["first_faulty_request_to_stable_s"] < 60
-    # the control-plane fault injected into the good deploy (a lost UpdateAlias reply) was handled
-    deploy = next(s for s in result["steps"] if s["name"] == "deploy")
-    assert deploy["data"]["lost_replies_recognised"] and "recognised as applied" in deploy["detail"]
-    faulty = next(s for s in result["steps"] if s["name"] == "faulty")
-    assert "error_rate_pct" in faulty["detail"]
-    status = next(s for s in result["steps"] if s["name"] == "status")["data"]["status"]
-    assert status["routes"] == [{"version": "1", "percent": 100.0, "release": "v1.0.0",
-                                 "sha256": status["routes"][0]["sha256"]}]
-    assert [r["outcome"] for r in status["runs"]] == ["succeeded", "rolled-back", "succeeded"]
-    # the report landed next to the ledger, and nothing of the sandbox is left running
+    assert "error_rate_pct" in steps["faulty"]["detail"] and "(exit 3)" in steps["faulty"]["detail"]
+    # every evidence pack verifies, and the report is theirs
+    assert len(steps["evidence"]["data"]["packs"]) == 4
+    # the control-plane fault injected into the good SIT deploy (a lost UpdateAlias reply) was handled, and the
+    # deployed version ran under the runtime's Python
+    sit = steps["sit-promotion"]
+    assert sit["data"]["lost_replies_recognised"] and "recognised as applied" in sit["detail"]
+    assert sit["data"]["python"]["matches_runtime"] and sit["data"]["python"]["version"] == "3.12"
     report = Path(result["report"])
-    assert report.parent == home / "reports" and "every expectation held" in report.read_text()
-    state = Path(result["sandbox_dir"]) / "state.json"
-    assert not state.exists()
+    text = report.read_text()
+    assert report.parent == home / "reports" and "every expectation held" in text and "# Evidence packs" in text
+    assert f"artifact sha256 `{sit_sha}`" in text
+    for name in ("sandbox-sit", "sandbox-prod"):
+        assert not (Path(result["ledger_dir"]).parent / name / "state.json").exists()
 
 
 def test_rehearsal_plan_states_what_it_changes():
@@ -93,3 +102,16 @@ def test_report_lists_every_step_and_the_figures(tmp_path):
     assert "| Faulty release | failed | 3.0 s | rolled back | not \\| rolled back |" in text
     assert "back on stable: 3.9 s" in text and "faulty version served: 11" in text
     assert "minimum invocations per verdict 10" in text
+
+
+def test_the_pipeline_rehearsal_plan_states_each_change():
+    plan = load_plan()
+    both, notes = pipeline_rehearsal_plan(plan, ["sit", "prod"], min_invocations=10)
+    assert both.environment("prod").passport.min_soak_minutes == 0.25
+    assert plan.environment("prod").passport.min_soak_minutes == 60  # the real plan is untouched
+    assert both.environment("prod").allow_chaos is False  # the faulty release runs in SIT
+    assert any("soak" in n for n in notes) and any("invocations" in n for n in notes)
+    alone, notes = pipeline_rehearsal_plan(plan, ["prod"], min_invocations=10)
+    assert alone.environment("prod").passport is None and alone.environment("prod").allow_chaos is True
+    assert "sit-healthy" not in [s.id for s in alone.phase("prod-promotion").steps]
+    assert any("passport" in n for n in notes) and any("sit-healthy" in n for n in notes)

@@ -1,6 +1,5 @@
 """Health endpoint and release tag resolution."""
 
-from campaigns_lambda import _release
 from campaigns_lambda._release import UNRELEASED, resolve_release
 
 HEALTH = "/v1.0/campaigns/health"
@@ -57,39 +56,18 @@ def test_health_rejects_other_methods_with_allow_header(aws, api):
         assert response.header("Allow") == "GET"
 
 
-def test_release_from_environment_wins(tmp_path):
-    release_file = tmp_path / "RELEASE"
-    release_file.write_text("v9.9.9\n")
-
-    assert resolve_release({"RELEASE_VERSION": " v2.0.0 "}, release_file) == "v2.0.0"
+def test_release_comes_from_the_function_configuration():
+    assert resolve_release({"RELEASE_VERSION": " v2.0.0 "}) == "v2.0.0"
+    assert resolve_release({"RELEASE_VERSION": "v3.1.0\nignored"}) == "v3.1.0"
 
 
-def test_release_from_file_when_env_missing_or_blank(tmp_path):
-    release_file = tmp_path / "RELEASE"
-    release_file.write_text("v3.1.0\n")
-
-    assert resolve_release({}, release_file) == "v3.1.0"
-    assert resolve_release({"RELEASE_VERSION": "  "}, release_file) == "v3.1.0"
+def test_release_defaults_to_unreleased():
+    assert resolve_release({}) == UNRELEASED == "unreleased"
+    assert resolve_release({"RELEASE_VERSION": "  "}) == "unreleased"
+    assert resolve_release({"RELEASE_VERSION": "v" * 200}) == "unreleased"
 
 
-def test_release_defaults_to_unreleased(tmp_path):
-    assert resolve_release({}, tmp_path / "missing") == UNRELEASED == "unreleased"
-    empty = tmp_path / "RELEASE"
-    empty.write_text("\n")
-    assert resolve_release({}, empty) == "unreleased"
-
-
-def test_health_reports_release_file_written_by_build(aws, api, monkeypatch, tmp_path):
-    release_file = tmp_path / "RELEASE"
-    release_file.write_text("v5.0.1\n")
-    monkeypatch.setattr(_release, "RELEASE_FILE", release_file)
-    monkeypatch.delenv("RELEASE_VERSION")
-
-    assert api.get(HEALTH).json["release"] == "v5.0.1"
-
-
-def test_health_reports_unreleased_without_env_or_file(aws, api, monkeypatch, tmp_path):
-    monkeypatch.setattr(_release, "RELEASE_FILE", tmp_path / "absent")
+def test_health_reports_unreleased_without_the_variable(aws, api, monkeypatch):
     monkeypatch.delenv("RELEASE_VERSION")
 
     assert api.get(HEALTH).json["release"] == "unreleased"

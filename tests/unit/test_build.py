@@ -1,4 +1,4 @@
-"""The artifact: byte-for-byte reproducible, importable, and carrying its release tag."""
+"""The artifact: byte-for-byte reproducible, importable, and the same bytes whatever the release tag."""
 
 from __future__ import annotations
 
@@ -27,8 +27,14 @@ def test_same_inputs_give_identical_bytes(tmp_path, cache):
     assert Path(first.path).read_bytes() == Path(second.path).read_bytes()
     assert first.sha256 == second.sha256 and first.size == second.size
 
-    other = build(repo=REPO, release="v9.9.10", target="local", out_dir=tmp_path / "c", cache_dir=cache)
-    assert other.sha256 != first.sha256
+
+
+def test_two_tags_of_one_commit_give_one_artifact(tmp_path, cache):
+    # the runbook tags one commit v1.0.0-sit and later v1.0.0-prod: one release, one sha256
+    sit = build(repo=REPO, release="v1.0.0-sit", target="local", out_dir=tmp_path / "sit", cache_dir=cache)
+    prod = build(repo=REPO, release="v1.0.0-prod", target="local", out_dir=tmp_path / "prod", cache_dir=cache)
+    assert Path(sit.path).name != Path(prod.path).name
+    assert Path(sit.path).read_bytes() == Path(prod.path).read_bytes() and sit.sha256 == prod.sha256
 
 
 def test_zip_layout_is_normalised(tmp_path, cache):
@@ -42,7 +48,7 @@ def test_zip_layout_is_normalised(tmp_path, cache):
         assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
         assert not [n for n in names if n.startswith("campaigns_lambda/terraform/")]
         assert not [n for n in names if n.split("/")[0] in {"boto3", "botocore", "s3transfer"}]
-        assert zf.read("campaigns_lambda/RELEASE") == b"v1.2.3\n"
+        assert "campaigns_lambda/RELEASE" not in names  # the tag is configuration (RELEASE_VERSION), not code
         assert "campaigns_lambda/handler.py" in names
         assert any(n.startswith("aws_lambda_powertools/") for n in names)
         assert any(n.startswith("pydantic_core/") for n in names)
@@ -77,7 +83,8 @@ print(json.dumps({{"handler": h.__file__, "pydantic": pydantic.__file__, "resp":
 """
     env = {"PATH": "/usr/bin:/bin", "CAMPAIGNS_TABLE": "campaigns-missing", "TEMPLATES_BUCKET": "b",
            "AWS_DEFAULT_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
-           "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1", "AWS_CONFIG_FILE": "/dev/null"}
+           "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1", "AWS_CONFIG_FILE": "/dev/null",
+           "RELEASE_VERSION": "v7.0.0"}  # what deploy sets in the function's configuration
     # -S: no site-packages, so only the artifact (and the runtime's boto3) can satisfy imports
     proc = subprocess.run([sys.executable, "-S", "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -1,0 +1,59 @@
+"""The pipeline's terraform steps with a real terraform binary (null provider, offline mirror): the plan is made
+and reviewed, the apply step waits for an approval bound to the plan's sha256, then applies exactly that plan."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from promoter.engine.infra import InfraSettings, approve_plan
+from promoter.engine.ledger import Ledger
+from promoter.engine.pipeline import ArtifactRef, PipelinePorts, Probe, PromoteSettings, StepOutcome, promote
+from promoter.engine.steps import InfraApplyStep, InfraPlanStep, StepWiring
+from promoter.errors import WaitingForApproval
+from promoter.plan import load_plan
+
+
+class Passing:
+    def probe(self, ctx):
+        return Probe("run")
+
+    def run(self, ctx):
+        return StepOutcome("passed", "ok")
+
+
+def test_infra_steps_plan_wait_for_the_approval_of_that_plan_and_apply_it(workdir, make_plan_file, tmp_path):
+    from promoter.adapters.terraform import TerraformCli
+
+    loaded = load_plan(make_plan_file(directory=str(workdir)))
+    # the fixture configuration's local state has only the default workspace
+    sit = loaded.environment("sit").model_copy(update={"terraform_workspace": "default"})
+    plan = loaded.model_copy(update={"environments": {**loaded.environments, "sit": sit}})
+    ledger = Ledger(tmp_path / "home")
+    wiring = StepWiring(aws_for=lambda _e: None, ports_for=lambda _e: None)
+    ops = {a: Passing() for a in ("preflight", "deploy", "smoke", "status")}
+    ops["infra-plan"], ops["infra-apply"] = InfraPlanStep(wiring), InfraApplyStep(wiring)
+    ports = PipelinePorts(operations=ops, ledger=ledger, identity=lambda: "me",
+                          artifact=lambda _s, _p: ArtifactRef("v1.1.0", "a" * 64, "a.zip"))
+    settings = PromoteSettings(plan=plan, env="sit", phase="sit-promotion", repo=tmp_path)
+    infra = InfraSettings.from_plan(plan, "sit", repo=tmp_path)
+    runner = TerraformCli(infra.directory, min_version=infra.min_version)
+
+    with pytest.raises(WaitingForApproval) as err:
+        promote(settings, ports)
+    assert err.value.command == "promoter infra apply --env sit --approve --approver NAME"
+    run = err.value.details["pipeline"]
+    planned = next(s for s in run["steps"] if s["step_key"] == "sit-promotion/infra-plan")
+    sha = planned["outputs"]["plan_sha256"]
+    stage = ledger.root / "pipelines" / "sit" / run["pipeline_id"]
+    assert json.loads((stage / "sit-promotion--infra-plan--terraform-plan.json").read_text())["format_version"]
+    assert ledger.records("sit", kind="infra-apply") == []  # nothing applied without its approval
+
+    approve_plan(infra, runner, ledger, approver="Tech Lead")
+    done = promote(replace(settings, resume=True), ports)
+    assert done.outcome == "succeeded"
+    applied = next(s for s in done.steps if s["step_key"] == "sit-promotion/infra-approve")
+    assert applied["status"] == "passed" and applied["inputs"]["plan_sha256"] == sha
+    assert [r["outcome"] for r in ledger.records("sit", kind="infra-apply")] == ["started", "applied"]

@@ -89,7 +89,11 @@ def test_deploy_to_prod_refuses_an_unproven_artifact_and_changes_nothing(plan, a
     with pytest.raises(RefusedError, match="--allow-unproven is refused in prod"):
         release.deploy(replace(settings, allow_unproven=True), ports)
     assert ports.functions.list_versions() == versions
-    assert [r["kind"] for r in ledger.records("prod")] == ["approval", "approval"]  # nothing else recorded
+    # nothing changed: beside the approvals, the ledger holds only the two refusals (a dry run writes nothing)
+    records = ledger.records("prod")
+    assert [r["kind"] for r in records] == ["approval", "approval", "refusal", "refusal"]
+    assert all("prod accepts only an artifact sit proved" in r["reason"] or "--allow-unproven" in r["reason"]
+               for r in records[2:])
 
 
 def test_deploy_to_prod_refuses_to_shift_traffic_without_a_backup(plan, account, tmp_path):

@@ -294,6 +294,7 @@ def test_test_diagnostics_keep_the_assertion_message_and_its_values(tmp_path):
     assert diag.detail == "- 15 + 14 dev keeps the function's logs 14 days"
 
 
+@pytest.mark.skipif(find_scanner("trivy", REPO) is None, reason="trivy is installed by .ci/run")
 def test_a_scanner_that_cannot_run_fails_its_step_with_the_reason(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("PROMOTER_CHECKOV", str(tmp_path / "no-such-checkov"))
     result, doc = _validate(cli, tmp_path, "dev", "--no-plan")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from promoter.cli.common import App, EnvOpt, JsonOpt, LedgerOpt, PlanOpt, ProfileOpt, RepoOpt, console, print_json
-from promoter.cli.text import routing
+from promoter.cli.text import figure, routing
 
 LockWaitOpt = Annotated[float, typer.Option("--lock-wait", help="Seconds to wait for another run's lock.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
@@ -128,8 +128,8 @@ class LiveDisplay:
             for who in ("canary", "stable"):
                 m = obs.get(who)
                 if m:
-                    self.state[who] = (f"v{m['version']} n={m['invocations']:g} err={m['error_rate_pct']}% "
-                                       f"p95={m['p95_ms']}ms")
+                    self.state[who] = (f"v{m['version']} n={m['invocations']:g} "
+                                       f"err={figure(m['error_rate_pct'], '%')} p95={figure(m['p95_ms'], 'ms')}")
             self.state["verdict"] = verdict_line(d)
             self.line(f"verdict at {d['step']}% after {d['elapsed']:.0f}s: {self.state['verdict']}")
         elif event.kind == "rollback":
@@ -445,12 +445,11 @@ def history(
 def _summary(r: dict[str, Any]) -> str:
     kind = r["kind"]
     if kind in ("alias-change", "alias-intent"):
-        return f"step {r.get('step')}: {r.get('before', {}).get('version')} {r.get('before', {}).get('weights')} " \
-               f"-> {r.get('after', {}).get('version')} {r.get('after', {}).get('weights')}"
+        return f"step {r.get('step')}: {routing(r.get('before'))} -> {routing(r.get('after'))}"
     if kind == "verdict":
         c = r.get("observation", {}).get("canary", {})
         return (f"{r.get('step')}% after {r.get('elapsed', 0):g}s: {verdict_line(r)}; "
-                f"canary p95={c.get('p95_ms')}ms")
+                f"canary p95={figure(c.get('p95_ms'), 'ms')}")
     if kind == "step":
         return f"{r.get('name')} {r.get('status')} {r.get('version', '')}"
     if kind == "run-end":

@@ -57,6 +57,7 @@ from promoter.plan.models import Plan
 REHEARSAL_APPROVER = "promoter rehearse (playing the approvers)"
 REHEARSAL_APPROVER_IDENTITY = "rehearsal:approver"  # never the starter's identity: four eyes holds
 SOAK_MINUTES = 0.25
+SMOKE_BUDGET_MS = 3000.0
 
 
 def pipeline_rehearsal_plan(plan: Plan, envs: list[str], min_invocations: int) -> tuple[Plan, list[str]]:
@@ -88,6 +89,13 @@ def pipeline_rehearsal_plan(plan: Plan, envs: list[str], min_invocations: int) -
     if canary.min_invocations > min_invocations:
         canary = canary.model_copy(update={"min_invocations": min_invocations})
         notes.append(f"minimum invocations per verdict {min_invocations} (plan: {plan.canary.min_invocations})")
+    smoke = plan.smoke
+    if smoke.latency_budget_ms < SMOKE_BUDGET_MS:
+        # the smoke requests may meet a new execution environment (the sandbox scales as Lambda does) on a
+        # machine that is also running the traffic, both sandboxes and terraform: a cold start, not a regression
+        smoke = smoke.model_copy(update={"latency_budget_ms": SMOKE_BUDGET_MS})
+        notes.append(f"smoke latency budget {SMOKE_BUDGET_MS:g} ms per request, cold starts included (plan: "
+                     f"{plan.smoke.latency_budget_ms:g} ms)")
     phases = []
     for phase in plan.phases:
         steps = [s for s in phase.steps if s.env is None or s.env in envs]
@@ -95,7 +103,8 @@ def pipeline_rehearsal_plan(plan: Plan, envs: list[str], min_invocations: int) -
             dropped = ", ".join(s.id for s in phase.steps if s not in steps)
             notes.append(f"{phase.id}: steps on environments not rehearsed are left out ({dropped})")
         phases.append(phase.model_copy(update={"steps": steps}))
-    return plan.model_copy(update={"environments": environments, "canary": canary, "phases": phases}), notes
+    return plan.model_copy(update={"environments": environments, "canary": canary, "phases": phases,
+                                   "smoke": smoke}), notes
 
 
 class RehearsalInfraPlan:

@@ -69,9 +69,9 @@ def root(
 
 def _register() -> None:
     # each module imports only typer at the top; the engine, boto3 and moto load when a command runs
-    from promoter.cli import build, infra, plan, preflight, rehearse, release, sandbox, smoke
+    from promoter.cli import build, infra, ledger, plan, preflight, rehearse, release, sandbox, smoke
 
-    for module in (plan, preflight, infra, build, release, smoke, sandbox, rehearse):
+    for module in (plan, preflight, infra, build, release, smoke, sandbox, rehearse, ledger):
         module.register(app)
 
 

@@ -88,8 +88,12 @@ class LockHeld(PromoterError):
         host = holder.get("host", "?")
         message = f"environment {env!r} is locked by {who} (pid {pid} on {host}) since {since}"
         hint = f"wait for that run to end, or if it is dead: promoter lock break --env {env}"
+        if holder.get("lease_expired"):
+            message += ", whose lease ran out (it stopped renewing it)"
+            hint = f"promoter lock break --env {env}"
         if holder.get("stale"):
-            message += ", which is no longer running"
+            if not holder.get("lease_expired"):
+                message += ", which is no longer running"
             hint = f"promoter lock break --env {env}"
             if unfinished is not None:
                 message += f"; its run {unfinished['run_id']} is unfinished"

@@ -62,9 +62,16 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    state: str | None = typer.Option(
+        None, "--state", help="State store (ledger, lock, approvals) for this command: s3://bucket/prefix or a "
+        "directory; the same as PROMOTER_STATE. Default: the plan's `state:` section, else .promoter/."),
 ) -> None:
     """Exit codes: 0 ok; 1 refused or check failed, nothing changed; 2 usage; 3 release failed and rolled
     back cleanly; 4 rollback failed, manual action needed."""
+    if state:
+        import os
+
+        os.environ["PROMOTER_STATE"] = state  # every command's App.ledger() reads it
 
 
 def _register() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
@@ -39,6 +40,34 @@ def verify(
         typer.echo(f"{app.env}: {report.records} records{extra}, chain {state_word} ({data['store']})")
     if not report.ok:
         raise typer.Exit(1)
+
+
+@ledger_app.command("show")
+def show(
+    env: EnvOpt = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="Only records of this kind (approval, run-end, ...).")]
+    = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="Only the records of this run.")] = None,
+    plan: PlanOpt = None,
+    ledger_dir: LedgerOpt = None,
+    state: StateOpt = None,
+    profile: ProfileOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """The environment's records, oldest first, from whichever store is configured."""
+    app = App(plan_path=plan, env_name=env, ledger_dir=ledger_dir, state_url=state, profile=profile,
+              json_output=json_output)
+    ledger = app.ledger()
+    records = ledger.records(app.env, kind=kind, run_id=run_id)
+    if json_output:
+        print_json({"env": app.env, "store": ledger.describe(app.env), "records": records,
+                    "warnings": ledger.warnings(app.env)})
+        return
+    for r in records:
+        rest = {k: v for k, v in r.items() if k not in {"ts", "env", "kind", "seq", "prev", "hash"}}
+        typer.echo(f"{r.get('seq', '-'):>5} {r['ts']} {r['kind']:<14} {json.dumps(rest, sort_keys=True, default=str)}")
+    for line in ledger.warnings(app.env):
+        typer.echo(f"warning: {line}", err=True)
 
 
 @ledger_app.command("migrate")

@@ -584,3 +584,38 @@ def test_interrupt_with_hold_when_the_alias_cannot_be_read_still_records_where_i
     end = kinds(world.ledger, "run-end")[-1]
     assert end["outcome"] == "interrupted-hold"
     assert "version 1 at 90%" in end["reason"]
+
+
+def test_a_recorded_rollback_by_someone_else_mid_canary_is_named_and_left_in_place(world):
+    # GIVEN another engineer's rollback (on the shared ledger) moves the alias to version 3 during the 10 % bake
+    def their_rollback():
+        world.ledger.append(ENV, "run-start", run_id="run-b", kind_of_run="rollback", who="bo@laptop")
+        world.ledger.append(ENV, "alias-intent", run_id="run-b", step="rollback",
+                            before={"version": "1", "weights": {"2": 0.1}}, after={"version": "3", "weights": {}})
+        world.router.someone_else_sets("3")
+        world.ledger.append(ENV, "alias-change", run_id="run-b", step="rollback",
+                            before={"version": "1", "weights": {"2": 0.1}}, after={"version": "3", "weights": {}})
+
+    world.clock.hooks.append((30, their_rollback))
+    with pytest.raises(RollbackFailed) as info:
+        release.deploy(world.settings, world.ports)
+    # THEN the run says who moved it and that it left it there, and does not suggest undoing it
+    assert "run run-b (rollback by bo@laptop" in str(info.value) and "left it there" in str(info.value)
+    assert "update-alias" not in (info.value.hint or "")
+    assert world.router.read().version == "3" and world.router.read().weights == {}
+    end = kinds(world.ledger, "run-end")[-1]
+    assert end["outcome"] == "rollback-failed" and end["moved_by"].startswith("run run-b")
+
+
+def test_an_unreachable_state_store_refuses_the_deploy_with_nothing_changed(world, tmp_path):
+    from promoter.adapters.state_s3 import S3StateStore
+    from promoter.engine.state import StateUnavailable
+    from tests.unit.inmemory_s3 import InMemoryS3
+
+    s3 = InMemoryS3()
+    s3.down = True
+    shared = Ledger(tmp_path / "shared", store=S3StateStore(client=s3, bucket="team-state"))
+    with pytest.raises(StateUnavailable) as info:
+        release.deploy(world.settings, replace(world.ports, ledger=shared))
+    assert info.value.exit_code == 1 and "nothing was changed" in (info.value.hint or "")
+    assert world.router.sets == [] and world.functions.uploads == 0 and len(world.functions.versions) == 1

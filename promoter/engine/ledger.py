@@ -273,7 +273,9 @@ class Ledger:
         holder, tag = current
         holder["lease_expired"] = _lease_expired(holder, self.wall())
         holder["stale"] = _is_stale(holder) or holder["lease_expired"]
-        alive = _is_alive(holder) or ("lease_until" in holder and not holder["stale"])
+        # a lease past its time outweighs a pid that still exists (a stopped or hung run); a current lease on
+        # another host is taken as alive, since nobody can look at its pid from here
+        alive = not holder["stale"] and (_is_alive(holder) or "lease_until" in holder)
         if alive and not force:
             raise RefusedError(
                 f"the lock of {env} is held by {holder.get('who')} (pid {holder.get('pid')} on {holder.get('host')}, "

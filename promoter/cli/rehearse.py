@@ -17,6 +17,9 @@ def rehearse(
                                        "--state-dir DIR stops it).")] = False,
     bake: Annotated[float, typer.Option("--bake", help="Seconds each canary step bakes (compressed).")] = 8.0,
     rate: Annotated[float, typer.Option("--rate", help="Synthetic requests per second during the deploys.")] = 30.0,
+    state_backend: Annotated[str, typer.Option(
+        "--state-backend", help="Where the rehearsal's ledger and lock live: s3, the sandbox's seeded state "
+        "bucket (default), or local, a directory under the ledger directory.")] = "s3",
     plan: PlanOpt = None,
     ledger_dir: LedgerOpt = None,
     json_output: JsonOpt = False,
@@ -33,13 +36,17 @@ def rehearse(
 
     from promoter.engine.ledger import default_home
     from promoter.engine.rehearse import RehearsalSettings, run_rehearsal
+    from promoter.errors import UsageError
     from promoter.plan import default_plan_path
 
+    if state_backend not in ("s3", "local"):
+        raise UsageError("--state-backend must be s3 or local")
     app = App(plan_path=plan, env_name=env, ledger_dir=ledger_dir)
     name = app.env
     plan_path = (plan or default_plan_path()).resolve()
     settings = RehearsalSettings(plan=app.plan, plan_path=plan_path, env=name, keep=keep, bake_seconds=bake,
-                                 traffic_rate=rate, home=ledger_dir or default_home())
+                                 traffic_rate=rate, home=ledger_dir or default_home(),
+                                 state_backend=state_backend)
     err = console(stderr=True)
     marks = {"passed": "[green]ok[/]", "failed": "[red]FAILED[/]", "skipped": "[yellow]skipped[/]"}
 

@@ -63,6 +63,7 @@ class RehearsalSettings:
     chaos_error_rate: float = 0.3
     home: Path = field(default_factory=default_home)
     terraform_timeout: float = 120.0
+    state_backend: str = "s3"  # the sandbox's seeded state bucket, as a team would share; "local": a directory
 
 
 @dataclass
@@ -194,6 +195,9 @@ def run_rehearsal(settings: RehearsalSettings, observer: Observer = lambda _k, _
         if not step("sandbox", f"Sandbox up as {settings.env}", "moto, Lambda front and API front answer", up):
             return result
         with _process_env(ctx["env_vars"]):
+            if settings.state_backend == "s3":
+                ledger = _sandbox_state_ledger(ctx["sandbox"], plan, settings.env, rid, base)
+                result.ledger_dir = ledger.describe(settings.env)
             _run_steps(settings, plan, ledger, ctx, step, result, base, observer)
     finally:
         if sandbox is not None and not settings.keep:
@@ -202,6 +206,18 @@ def run_rehearsal(settings: RehearsalSettings, observer: Observer = lambda _k, _
         result.duration_s = time.monotonic() - started
         result.report_path = str(write_report(result, Path(settings.home) / "reports"))
     return result
+
+
+def _sandbox_state_ledger(sandbox: Any, plan: Plan, env: str, rid: str, base: Path) -> Ledger:
+    """The rehearsal's ledger in the sandbox's state bucket (under ``rehearsals/<id>``), through the same S3 state
+    store a team uses; the sandbox is only its endpoint."""
+    import boto3
+
+    from promoter.adapters.state_s3 import s3_store_from_url
+
+    url = sandbox.state["seed"]["state_url"].rstrip("/") + f"/rehearsals/{rid}"
+    session = boto3.Session(region_name=plan.environment(env).region)
+    return Ledger(base / "ledger", store=s3_store_from_url(url, session))
 
 
 def release_notes(note: Callable[[str], None]) -> Callable[[Any], None]:

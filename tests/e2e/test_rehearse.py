@@ -47,6 +47,9 @@ def test_the_whole_promotion_rehearses_offline(tmp_path):
     assert status["routes"] == [{"version": "1", "percent": 100.0, "release": "v1.0.0",
                                  "sha256": status["routes"][0]["sha256"]}]
     assert [r["outcome"] for r in status["runs"]] == ["succeeded", "rolled-back", "succeeded"]
+    # those runs were read back from the sandbox's state bucket, through the S3 state store
+    assert result["ledger_dir"].startswith("s3://promoter-state-") and "/rehearsals/" in result["ledger_dir"]
+    assert not (home / "rehearsals" / result["rehearsal_id"] / "ledger" / "ledger").exists()
     # the report landed next to the ledger, and nothing of the sandbox is left running
     report = Path(result["report"])
     assert report.parent == home / "reports" and "every expectation held" in report.read_text()

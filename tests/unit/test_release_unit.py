@@ -619,3 +619,19 @@ def test_an_unreachable_state_store_refuses_the_deploy_with_nothing_changed(worl
         release.deploy(world.settings, replace(world.ports, ledger=shared))
     assert info.value.exit_code == 1 and "nothing was changed" in (info.value.hint or "")
     assert world.router.sets == [] and world.functions.uploads == 0 and len(world.functions.versions) == 1
+
+
+def test_a_state_store_lost_mid_canary_moves_the_alias_no_further(world, tmp_path):
+    from promoter.adapters.state_s3 import S3StateStore
+    from tests.unit.inmemory_s3 import InMemoryS3
+
+    s3 = InMemoryS3()
+    shared = Ledger(tmp_path / "shared", store=S3StateStore(client=s3, bucket="team-state"))
+    world.clock.hooks.append((30, lambda: setattr(s3, "down", True)))  # during the 10 % bake
+    with pytest.raises(PromoterError):
+        release.deploy(world.settings, replace(world.ports, ledger=shared))
+    # no alias change without its intent record: the alias stays where the last recorded change left it
+    assert world.router.sets == [("1", {"2": 0.1})]
+    s3.down = False
+    intents = [r["after"] for r in shared.records(ENV, kind="alias-intent")]
+    assert intents == [{"version": "1", "weights": {"2": 0.1}}]

@@ -67,3 +67,36 @@ def test_plan_state_section_validates():
     assert state.default.bucket == "team-state" and state.environments["prod"].bucket == "prod-st"
     with pytest.raises(ValidationError, match="needs a bucket"):
         State(backend="s3")
+
+
+def test_the_plans_state_section_puts_records_in_s3_and_one_environment_elsewhere(runner, cli, tmp_path,
+                                                                                    monkeypatch):
+    import boto3
+    import yaml
+    from moto import mock_aws
+
+    from tests.cli.conftest import PLAN_TEXT
+
+    data = yaml.safe_load(PLAN_TEXT)
+    data["state"] = {"backend": "s3", "bucket": "team-state", "prefix": "campaigns", "region": "eu-west-1",
+                     "environments": {"dev": {"backend": "local", "path": str(tmp_path / "dev-state")}}}
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.delenv("PROMOTER_HOME", raising=False)  # --ledger-dir / PROMOTER_HOME would override the plan
+    monkeypatch.chdir(tmp_path)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="eu-west-1")
+        s3.create_bucket(Bucket="team-state", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        approve = runner.invoke(cli, ["approve", "--env", "prod", "--gate", "sit-signoff", "--approver", "ana",
+                                      "--release", "v1.1.0", "--plan", str(plan_file)])
+        assert approve.exit_code == 0, approve.output
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="team-state")["Contents"]]
+        assert keys == ["campaigns/ledger/prod/000000000001.json"]
+        shown = json.loads(runner.invoke(cli, ["ledger", "show", "--env", "prod", "--plan", str(plan_file),
+                                               "--json"]).stdout)
+        assert shown["store"] == "s3://team-state/campaigns/ledger/prod/"
+        assert shown["records"][0]["approver"] == "ana"
+        dev = json.loads(runner.invoke(cli, ["ledger", "verify", "--env", "dev", "--plan", str(plan_file),
+                                             "--json"]).stdout)
+        assert dev["store"] == str(tmp_path / "dev-state" / "ledger" / "dev.jsonl")
+    assert not (tmp_path / ".promoter").exists()

@@ -119,12 +119,26 @@ class S3StateStore:
         for _ in range(MAX_APPEND_ATTEMPTS):
             body = make(last)
             key = self._record_key(env, seq + 1)
-            if self._put_if_absent(key, body) is not None:
+            if self._put_if_absent(key, body) is not None or self._is_ours(key, body):
                 self._last[env] = (seq + 1, body)
                 return f"s3://{self.bucket}/{key}"
             seq, last = self._refresh_last(env)  # someone appended first: chain to theirs
         raise StateUnavailable(f"could not append to {self.describe(env)}: {MAX_APPEND_ATTEMPTS} writers got there "
                                "first", hint="try again")
+
+    def _is_ours(self, key: str, body: bytes) -> bool:
+        """After a 412: whether the object at ``key`` is the very record we wrote. A retried request whose first
+        attempt landed (its reply was lost) is refused by its own earlier write; every record carries a unique
+        ``uid``, so equal bytes mean our write, and appending again would duplicate it."""
+        import botocore.exceptions
+
+        try:
+            reply = self.client.get_object(Bucket=self.bucket, Key=key)
+        except botocore.exceptions.ClientError:
+            return False
+        except botocore.exceptions.BotoCoreError as exc:
+            raise _unavailable(f"read {key}", exc) from None
+        return reply["Body"].read() == body
 
     # -- the lock ------------------------------------------------------------------------------------------
     def read_lock(self, env: str) -> tuple[bytes, str] | None:

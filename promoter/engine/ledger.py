@@ -118,6 +118,7 @@ class Ledger:
 
     def append_record(self, env: str, record: dict[str, Any]) -> dict[str, Any]:
         written: dict[str, Any] = {}
+        record = {**record, "uid": record.get("uid") or uuid.uuid4().hex}  # tells a retried write from another
 
         def make(last: bytes | None) -> bytes:
             previous = json.loads(last) if last else None

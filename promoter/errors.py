@@ -9,6 +9,7 @@
     ├── AwsError                        an AWS call failed (access denied, throttled, unreachable)
     │   └── PreconditionFailed          a RevisionId / CodeSha256 guard tripped (someone else changed it)
     ├── LockHeld                        another run holds the environment's lock
+    ├── StateUnavailable                the state store (ledger, lock; a directory or S3) cannot be reached
     ├── LockLost                        the run's lock was broken under it; it left the alias alone; exit 4
     ├── RefusedError                    a guard refused to act (destructive plan, stale plan, no approval)
     ├── ReleaseFailed                   a release failed and the alias was rolled back cleanly; exit 3
@@ -106,6 +107,10 @@ class LockHeld(PromoterError):
         self.env = env
         self.holder = holder
         self.unfinished = unfinished
+
+
+class StateUnavailable(PromoterError):
+    """The state store (ledger, lock) could not be read or written, after the SDK's retries."""
 
 
 class LockLost(PromoterError):

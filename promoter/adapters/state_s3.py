@@ -15,7 +15,7 @@ deprecated its DynamoDB table): S3's conditional writes are the only coordinatio
 - Lock: ``PutObject`` with ``If-None-Match: *`` to take it; ``If-Match`` on its ETag to renew the lease; and
   ``DeleteObject`` with ``If-Match`` to release or break it, so nobody removes a lock taken again meanwhile.
 - Throttling, 5xx and timeouts are retried by botocore's standard retry mode; past the retries the store raises
-  :class:`~promoter.engine.state.StateUnavailable` and the command stops before changing anything else.
+  :class:`~promoter.errors.StateUnavailable` and the command stops before changing anything else.
 - Versioning should be on for the bucket (the sandbox turns it on): an edited or deleted record keeps its
   earlier version, and ``promoter ledger verify`` names it.
 """
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from promoter.engine.state import StateUnavailable
+from promoter.errors import StateUnavailable
 
 CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 MAX_APPEND_ATTEMPTS = 200

@@ -31,13 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from promoter.errors import PromoterError
+from promoter.errors import PromoterError, StateUnavailable
+
+__all__ = ["ChainReport", "LocalStateStore", "StateStore", "StateUnavailable", "chain", "record_hash",
+           "verify_chain"]
 
 STATE_ENV_VAR = "PROMOTER_STATE"
-
-
-class StateUnavailable(PromoterError):
-    """The state store could not be read or written (after the SDK's retries). Nothing was changed."""
 
 
 class StateStore(Protocol):

@@ -140,6 +140,26 @@ class S3StateStore:
             raise _unavailable(f"read {key}", exc) from None
         return reply["Body"].read() == body
 
+    def audit(self, env: str) -> list[str]:
+        """With versioning on, every record object has exactly one version: name those overwritten (edited) or
+        deleted (a delete marker on top), which catches even the deletion of the last records."""
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._record_prefix(env)}
+        versions: dict[str, int] = {}
+        deleted: list[str] = []
+        while True:
+            page = self._call("list the ledger's versions", self.client.list_object_versions, **kwargs)
+            for v in page.get("Versions", []):
+                versions[v["Key"]] = versions.get(v["Key"], 0) + 1
+            deleted += [m["Key"] for m in page.get("DeleteMarkers", []) if m.get("IsLatest")]
+            if not page.get("IsTruncated"):
+                break
+            kwargs.update(KeyMarker=page.get("NextKeyMarker"), VersionIdMarker=page.get("NextVersionIdMarker"))
+        problems = [f"s3://{self.bucket}/{key}: deleted (a delete marker hides it; its versions are kept)"
+                    for key in sorted(deleted)]
+        problems += [f"s3://{self.bucket}/{key}: written {count} times (records are written once; the earlier "
+                     "versions are kept)" for key, count in sorted(versions.items()) if count > 1]
+        return problems
+
     # -- the lock ------------------------------------------------------------------------------------------
     def read_lock(self, env: str) -> tuple[bytes, str] | None:
         import botocore.exceptions

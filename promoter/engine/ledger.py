@@ -181,7 +181,9 @@ class Ledger:
 
     def verify(self, env: str) -> ChainReport:
         """Check ``env``'s hash chain: names each record that was edited, deleted or reordered."""
-        return verify_chain(env, self.raw_records(env))
+        report = verify_chain(env, self.raw_records(env))
+        report.problems.extend(self.store_for(env).audit(env))
+        return report
 
     # -- locks ---------------------------------------------------------------------------------------------
     def lock_path(self, env: str) -> Path:

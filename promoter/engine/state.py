@@ -70,6 +70,11 @@ class StateStore(Protocol):
         """Who this store writes as (an IAM ARN), when the store knows."""
         ...
 
+    def audit(self, env: str) -> list[str]:
+        """What the store's own history shows happened to records beyond appends (an object overwritten or
+        deleted, where the store keeps versions); empty where it keeps none."""
+        ...
+
 
 # -- records and their chain ---------------------------------------------------------------------------------
 def canonical(record: dict[str, Any]) -> bytes:
@@ -173,6 +178,9 @@ class LocalStateStore:
 
     def caller(self) -> str | None:
         return None
+
+    def audit(self, env: str) -> list[str]:
+        return []  # a file keeps no history: the hash chain is the only witness
 
     def read_records(self, env: str) -> list[tuple[str, bytes]]:
         path = self.path(env)

@@ -178,5 +178,6 @@ def test_verify_names_an_edited_record_and_versioning_keeps_the_original(s3, mac
 
     result = machines("b", "ledger", "verify", "--env", "prod", ok=(1,))
     assert key in result.stderr and "edited" in result.stderr
+    assert f"{key}: written 2 times" in result.stderr  # the bucket's versions witness it too
     versions = [v for v in s3.list_object_versions(Bucket=BUCKET, Prefix=key)["Versions"]]
     assert len(versions) == 2  # the original is still there to restore

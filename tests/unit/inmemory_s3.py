@@ -3,10 +3,11 @@
 moto checks ``If-None-Match`` and ``If-Match`` but handles concurrent requests without S3's per-key
 serialisation, so a race test against moto could pass or fail by luck. This fake answers each request atomically
 (one lock around each request, as S3 serialises conditional writes to a key), returns MD5 ETags, 412
-``PreconditionFailed`` on a failed condition, ``NoSuchKey`` on a missing key, and lists keys in UTF-8 order with
-pagination. ``latency`` sleeps outside that lock before each request, so requests from several threads
-interleave the way requests from several machines do. ``honour_conditions=False`` makes it ignore conditions,
-which is what a store without conditional writes would do: the race tests show the ledger then loses records.
+``PreconditionFailed`` on a failed condition, ``NoSuchKey`` on a missing key, lists keys in UTF-8 order with
+pagination, and keeps every version as a bucket with versioning on does. ``latency`` sleeps outside that lock
+before each request, so requests from several threads interleave the way requests from several machines do.
+``honour_conditions=False`` makes it ignore conditions, which is what a store without conditional writes would
+do: the race tests show the ledger then loses records.
 """
 
 from __future__ import annotations
@@ -94,3 +95,15 @@ class InMemoryS3:
             if reply["IsTruncated"]:
                 reply["NextContinuationToken"] = page[-1]
             return reply
+
+    def list_object_versions(self, *, Bucket: str, Prefix: str = "", **_: Any) -> dict[str, Any]:
+        self._wait("ListObjectVersions")
+        with self._lock:
+            versions, markers = [], []
+            for (b, key), history in sorted(self.versions.items()):
+                if b != Bucket or not key.startswith(Prefix):
+                    continue
+                for n, body in enumerate(history):
+                    entry = {"Key": key, "VersionId": f"v{n}", "IsLatest": n == len(history) - 1}
+                    (markers if body is None else versions).append(entry)
+            return {"Versions": versions, "DeleteMarkers": markers, "IsTruncated": False}

@@ -107,6 +107,22 @@ def test_verify_names_an_edited_and_a_deleted_object(tmp_path):
     problems = machine(s3, tmp_path, "auditor").verify("sit").problems
     assert any(key2 in p and "edited" in p for p in problems)
     assert any("000000000004.json" in p and "records 3..3 deleted" in p for p in problems)
+    # the bucket's versions say the same, first hand
+    assert any(key2 in p and "written 2 times" in p for p in problems)
+    assert any("000000000003.json: deleted" in p for p in problems)
+
+
+def test_verify_catches_the_deletion_of_the_last_record_from_the_versions(tmp_path):
+    # the chain alone cannot see a record missing at its end; the delete marker can
+    s3 = InMemoryS3()
+    ledger = machine(s3, tmp_path, "a")
+    for i in range(3):
+        ledger.append("sit", "approval", gate="g", approver=f"p{i}")
+    assert ledger.verify("sit").ok
+    s3.delete_object(Bucket=BUCKET, Key="promoter/ledger/sit/000000000003.json")
+    report = machine(s3, tmp_path, "auditor").verify("sit")
+    assert report.problems == [f"s3://{BUCKET}/promoter/ledger/sit/000000000003.json: deleted (a delete marker "
+                               "hides it; its versions are kept)"]
 
 
 def test_lock_contention_between_machines_names_the_holder(tmp_path):

@@ -9,6 +9,7 @@
     ├── AwsError                        an AWS call failed (access denied, throttled, unreachable)
     │   └── PreconditionFailed          a RevisionId / CodeSha256 guard tripped (someone else changed it)
     ├── LockHeld                        another run holds the environment's lock
+    ├── StateUnavailable                the state store (ledger, lock; a directory or S3) cannot be reached
     ├── LockLost                        the run's lock was broken under it; it left the alias alone; exit 4
     ├── RefusedError                    a guard refused to act (destructive plan, stale plan, no approval)
     ├── ReleaseFailed                   a release failed and the alias was rolled back cleanly; exit 3
@@ -91,8 +92,12 @@ class LockHeld(PromoterError):
         host = holder.get("host", "?")
         message = f"environment {env!r} is locked by {who} (pid {pid} on {host}) since {since}"
         hint = f"wait for that run to end, or if it is dead: promoter lock break --env {env}"
+        if holder.get("lease_expired"):
+            message += ", whose lease ran out (it stopped renewing it)"
+            hint = f"promoter lock break --env {env}"
         if holder.get("stale"):
-            message += ", which is no longer running"
+            if not holder.get("lease_expired"):
+                message += ", which is no longer running"
             hint = f"promoter lock break --env {env}"
             if unfinished is not None:
                 message += f"; its run {unfinished['run_id']} is unfinished"
@@ -105,6 +110,10 @@ class LockHeld(PromoterError):
         self.env = env
         self.holder = holder
         self.unfinished = unfinished
+
+
+class StateUnavailable(PromoterError):
+    """The state store (ledger, lock) could not be read or written, after the SDK's retries."""
 
 
 class LockLost(PromoterError):

@@ -56,6 +56,7 @@ COMMANDS: dict[str, CommandEntry] = {
     "sandbox": CommandEntry("promoter.cli.sandbox", "Run the embedded sandbox: moto, a Lambda front and an API front "
                             "on 127.0.0.1, seeded with one environment's baseline."),
     "plan": CommandEntry("promoter.cli.plan", "Validate, show and export the schema of the promotion plan."),
+    "ledger": CommandEntry("promoter.cli.ledger", "The ledger: verify its hash chain, migrate it to a shared store."),
 }
 
 _json_requested = False
@@ -208,10 +209,17 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    state: str | None = typer.Option(
+        None, "--state", help="State store (ledger, lock, approvals) for this command: s3://bucket/prefix or a "
+        "directory; the same as PROMOTER_STATE. Default: the plan's `state:` section, else .promoter/."),
 ) -> None:
     """Exit codes: 0 ok; 1 refused or check failed, nothing changed; 2 usage; 3 release failed and rolled
     back cleanly; 4 rollback failed, manual action needed; 5 waiting for approval; 130 interrupted with the alias
     held."""
+    if state:
+        import os
+
+        os.environ["PROMOTER_STATE"] = state  # every command's App.ledger() reads it
 
 
 def main() -> None:

@@ -59,6 +59,12 @@ LedgerOpt = Annotated[
     Path | None,
     typer.Option("--ledger-dir", envvar="PROMOTER_HOME", help="Ledger directory. Default: .promoter/"),
 ]
+StateOpt = Annotated[
+    str | None,
+    typer.Option("--state", envvar="PROMOTER_STATE",
+                 help="State store for this command: s3://bucket/prefix or a directory. Default: the plan's "
+                 "`state:` section, else the ledger directory."),
+]
 
 
 @dataclass
@@ -71,6 +77,7 @@ class App:
     ledger_dir: Path | None = None
     json_output: bool = False
     repo_path: Path | None = None
+    state_url: str | None = None
     _plan: Any = field(default=None, repr=False)
 
     @property
@@ -106,9 +113,75 @@ class App:
         return AwsSessionFactory(region=spec.region, profile=self.profile, plan_profile=spec.profile)
 
     def ledger(self) -> Ledger:
+        """The ledger on the configured store: ``--state``/``PROMOTER_STATE``, else ``--ledger-dir``, else the
+        plan's ``state:`` section (per environment), else the local directory."""
         from promoter.engine.ledger import Ledger, default_home
 
-        return Ledger(self.ledger_dir or default_home())
+        url = self.state_url or os.environ.get("PROMOTER_STATE")
+        if url:
+            return self.ledger_at(url)
+        home = self.ledger_dir or default_home()
+        if self.ledger_dir is not None:
+            return Ledger(home)
+        spec = self._plan_state()
+        if spec is None:
+            return Ledger(home)
+        default = self._store(spec.default, home)
+        env_stores = {env: self._store(backend, home) for env, backend in spec.environments.items()}
+        return Ledger(home, store=default, env_stores={e: s for e, s in env_stores.items() if s is not None})
+
+    def ledger_at(self, url: str) -> Ledger:
+        """The ledger on the store at ``url`` (``s3://bucket/prefix`` or a directory)."""
+        from promoter.engine.ledger import Ledger, default_home
+
+        if url.startswith("s3://"):
+            from promoter.adapters.state_s3 import s3_store_from_url
+
+            return Ledger(self.ledger_dir or default_home(), store=s3_store_from_url(url, self._state_session()))
+        return Ledger(Path(url))
+
+    def _plan_state(self) -> Any:
+        try:
+            return self.plan.state
+        except Exception:  # a plan that does not load is reported by the command itself; state falls back
+            return None
+
+    def _state_session(self, region: str | None = None, profile: str | None = None, role_arn: str | None = None):
+        from promoter.adapters.aws import AwsSessionFactory
+
+        region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if region is None and self.env_name:
+            with_env = self._plan_env_region()
+            region = with_env
+        session = AwsSessionFactory(region=region or "us-east-1", profile=self.profile or profile).session()
+        if role_arn:
+            session = _assumed(session, role_arn)
+        return session
+
+    def _plan_env_region(self) -> str | None:
+        try:
+            return self.plan.environment(self.env_name).region
+        except Exception:
+            return None
+
+    def _store(self, backend: Any, home: Path) -> Any:
+        if backend is None or backend.backend == "local":
+            from promoter.engine.state import LocalStateStore
+
+            return LocalStateStore(Path(backend.path) if backend and backend.path else home)
+        from promoter.adapters.state_s3 import s3_store_from_url
+
+        session = self._state_session(backend.region, backend.profile, backend.role_arn)
+        return s3_store_from_url(f"s3://{backend.bucket}/{backend.prefix}", session)
+
+
+def _assumed(session: Any, role_arn: str) -> Any:
+    """A session with the credentials of ``role_arn``, assumed once with ``session``'s."""
+    import boto3
+
+    creds = session.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="promoter-state")["Credentials"]
+    return boto3.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                         aws_session_token=creds["SessionToken"], region_name=session.region_name)
 
 
 def console(stderr: bool = False) -> Console:

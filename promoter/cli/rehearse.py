@@ -19,6 +19,9 @@ def rehearse(
     bake: Annotated[float, typer.Option("--bake", help="Seconds each canary step bakes (compressed).")] = 8.0,
     rate: Annotated[float, typer.Option("--rate", help="Synthetic requests per second during the deploys.")] = 30.0,
     repo: RepoOpt = None,
+    state_backend: Annotated[str, typer.Option(
+        "--state-backend", help="Where the rehearsal's ledger and lock live: s3, the sandbox's seeded state "
+        "bucket (default), or local, a directory under the ledger directory.")] = "s3",
     plan: PlanOpt = None,
     ledger_dir: LedgerOpt = None,
     json_output: JsonOpt = False,
@@ -37,15 +40,19 @@ def rehearse(
 
     from promoter.engine.ledger import default_home
     from promoter.engine.rehearse import RehearsalSettings, run_rehearsal
+    from promoter.errors import UsageError
     from promoter.plan import default_plan_path
 
+    if state_backend not in ("s3", "local"):
+        raise UsageError("--state-backend must be s3 or local")
     app = App(plan_path=plan, env_name=env, ledger_dir=ledger_dir, repo_path=repo)
     envs = [app.env] if env else ["sit", "prod"]
     name = "+".join(envs)
     root = app.repo
     plan_path = (plan or default_plan_path(root)).resolve()
     settings = RehearsalSettings(plan=app.plan, plan_path=plan_path, env=envs[0], keep=keep, bake_seconds=bake,
-                                 traffic_rate=rate, home=ledger_dir or default_home(), repo=root)
+                                 traffic_rate=rate, home=ledger_dir or default_home(), repo=root,
+                                 state_backend=state_backend)
     err = console(stderr=True)
     marks = {"passed": "[green]ok[/]", "failed": "[red]FAILED[/]", "skipped": "[yellow]skipped[/]"}
 

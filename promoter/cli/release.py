@@ -390,11 +390,15 @@ def status(
                      str(run.get("outcome") or "unfinished"), verdicts or "-", str(run.get("reason") or "")[:60])
     out.print(runs)
     lock = data["lock"]
-    if lock and lock.get("stale"):
+    if lock and lock.get("lease_expired"):
+        out.print(f"lock: {lock['who']} since {lock['since']} ({lock.get('purpose')}, pid {lock.get('pid')} on "
+                  f"{lock.get('host')}), its lease ran out: promoter lock break --env {env_name}")
+    elif lock and lock.get("stale"):
         out.print(f"lock: {lock['who']} since {lock['since']} ({lock.get('purpose')}), pid {lock.get('pid')} is no "
                   f"longer running: promoter lock break --env {env_name}")
     else:
-        out.print(f"lock: {lock['who']} since {lock['since']} ({lock.get('purpose')})" if lock else "lock: free")
+        out.print(f"lock: {lock['who']} since {lock['since']} ({lock.get('purpose')}, pid {lock.get('pid')} on "
+                  f"{lock.get('host')}{', ' + lock['caller'] if lock.get('caller') else ''})" if lock else "lock: free")
     if data["unfinished_run"]:
         out.print(f"unfinished run {data['unfinished_run']}: promoter deploy --env {env_name} --resume, "
                   f"or promoter abort --env {env_name}")

@@ -685,6 +685,9 @@ class _Run:
             found = self.p.router.read()
         except PromoterError:
             pass
+        mover = who_moved(self.p.ledger, self.env, self.record.run_id, found) if found is not None else None
+        if mover:
+            foreign = _Foreign(foreign.expected, foreign.found, f"{foreign.detail}, by {mover}")
         if found is not None and self.last_set is not None and found.same_routing(self.last_set):
             # only the revision moved (e.g. a description edit): the routing is still ours, roll it back
             self.last_set = found
@@ -693,6 +696,13 @@ class _Run:
             self.end("rolled-back", f"stopped: {foreign.detail}; the alias is on stable version {self.stable}")
             raise ReleaseFailed(f"stopped: {foreign.detail}; the alias is on stable version {self.stable}")
         command = manual_rollback_command(self.p.function, self.p.alias, self.stable, self.p.region)
+        if mover:
+            self.end("rollback-failed", f"stopped: {foreign.detail}; promoter left it there", moved_by=mover)
+            raise RollbackFailed(
+                f"stopped: {foreign.detail}; promoter left it there and did not touch the alias after that",
+                hint=f"that change is on record ({mover}); see promoter status --env {self.env} and "
+                f"promoter history --env {self.env}, and agree with whoever made it before moving the alias again",
+            )
         self.end("rollback-failed", f"stopped: {foreign.detail}; promoter left the alias alone",
                  manual_command=command)
         raise RollbackFailed(
@@ -740,3 +750,14 @@ def gate_changes(dp: DeployPlan, candidate: str) -> list[str]:
     return changed or ["nothing"]
 
 
+def who_moved(ledger: Ledger, env: str, own_run_id: str, found: AliasState) -> str | None:
+    """The run of someone else that the ledger shows moving the alias to ``found``, described, or ``None``."""
+    for record in reversed(ledger.records(env)):
+        if record.get("kind") not in {"alias-change", "alias-intent"} or record.get("run_id") in {None, own_run_id}:
+            continue
+        after = record.get("after") or {}
+        if AliasState(str(after.get("version")), dict(after.get("weights") or {})).same_routing(found):
+            run = next((r for r in ledger.runs(env) if r["run_id"] == record["run_id"]), {})
+            return (f"run {record['run_id']} ({run.get('kind_of_run') or 'a run'} by {run.get('who') or 'unknown'}, "
+                    f"{record.get('ts')})")
+    return None

@@ -49,6 +49,7 @@ class RehearsalSettings:
     home: Path = field(default_factory=default_home)
     terraform_timeout: float = 120.0
     repo: Path | None = None  # the checkout rehearsed; default: the working directory's
+    state_backend: str = "s3"  # the sandbox's seeded state bucket, as a team would share; "local": a directory
 
 
 @dataclass
@@ -137,6 +138,31 @@ def run_rehearsal(settings: RehearsalSettings, observer: Observer = lambda _k, _
     from promoter.engine.rehearse_pipeline import run_pipeline_rehearsal
 
     return run_pipeline_rehearsal(settings, observer, envs)
+
+
+def _sandbox_state_ledger(sandbox: Any, plan: Plan, env: str, rid: str, base: Path) -> Ledger:
+    """The rehearsal's ledger in the sandbox's state bucket (under ``rehearsals/<id>``), through the same S3 state
+    store a team uses; the sandbox is only its endpoint."""
+    import boto3
+
+    from promoter.adapters.state_s3 import s3_store_from_url
+
+    url = sandbox.state["seed"]["state_url"].rstrip("/") + f"/rehearsals/{rid}"
+    session = boto3.Session(region_name=plan.environment(env).region)
+    return Ledger(base / "ledger", store=s3_store_from_url(url, session))
+
+
+def sandbox_state_ledger(sandbox: Any, plan: Plan, env: str, rid: str, base: Path) -> Ledger:
+    """The rehearsal's ledger in the sandbox's state bucket (under ``rehearsals/<id>``), through the same S3 state
+    store a team uses; the sandbox is only its endpoint. Its client is made now, while this process's SDK points
+    at that sandbox, so it keeps that endpoint when later phases point the SDK at another account's sandbox."""
+    import boto3
+
+    from promoter.adapters.state_s3 import s3_store_from_url
+
+    url = sandbox.state["seed"]["state_url"].rstrip("/") + f"/rehearsals/{rid}"
+    session = boto3.Session(region_name=plan.environment(env).region)
+    return Ledger(base / "ledger", store=s3_store_from_url(url, session))
 
 
 def release_notes(note: Callable[[str], None]) -> Callable[[Any], None]:

@@ -50,6 +50,7 @@ from promoter.engine.rehearse import (
     _rollback_figures,
     _stats,
     release_notes,
+    sandbox_state_ledger,
 )
 from promoter.errors import PromoterError, RefusedError, ReleaseFailed, WaitingForApproval
 from promoter.plan.models import Plan
@@ -198,6 +199,10 @@ def run_pipeline_rehearsal(settings: RehearsalSettings, observer: Callable[[str,
                         f"({plan.environment(env).account_id}): moto, Lambda front and API front answer", up(env)):
                 return result
             with _process_env(ctx["vars"][env]):
+                if env == envs[0] and settings.state_backend == "s3":
+                    # the team's shared store: every environment's records in one state bucket
+                    ledger = sandbox_state_ledger(sandboxes[env], plan, env, rid, base)
+                    result.ledger_dir = ledger.describe(env)
                 if not _rehearse_env(settings, plan, ledger, base, env, envs, ctx, step, result, observer):
                     return result
         with _process_env(ctx["vars"][envs[-1]]):

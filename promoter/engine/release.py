@@ -46,6 +46,7 @@ from promoter.engine.deploy import (
     prepare_artifact,
     refuse_unsafe,
     refuse_untagged,
+    who_moved,
 )
 from promoter.engine.resume import (
     _candidate_of,
@@ -150,4 +151,5 @@ __all__ = [
     "status",
     "step_clock",
     "unfinished_run",
+    "who_moved",
 ]

@@ -231,6 +231,37 @@ class Terraform(_Strict):
     protected_addresses: list[str] = []
 
 
+class StateBackend(_Strict):
+    """Where the ledger, the lock and the approvals are kept: ``local`` (a directory) or ``s3`` (a bucket shared
+    by the team and CI, with conditional writes, as Terraform's S3 backend locks since 1.10)."""
+
+    backend: Literal["local", "s3"] = "local"
+    path: str | None = None  # local: the directory (default: .promoter/, or PROMOTER_HOME)
+    bucket: str | None = None
+    prefix: str = "promoter"
+    region: str | None = None
+    profile: str | None = None
+    role_arn: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> StateBackend:
+        if self.backend == "s3" and not self.bucket:
+            raise ValueError("bucket: an s3 state backend needs a bucket")
+        if self.backend == "local" and (self.bucket or self.role_arn):
+            raise ValueError("backend: bucket and role_arn apply to the s3 backend only")
+        return self
+
+
+class State(StateBackend):
+    """The state backend for every environment, and optionally one per environment (``environments``)."""
+
+    environments: dict[str, StateBackend] = {}
+
+    @property
+    def default(self) -> StateBackend:
+        return StateBackend(**self.model_dump(exclude={"environments"}))
+
+
 class Gate(_Strict):
     id: str
     title: str
@@ -343,6 +374,7 @@ class Plan(_Strict):
     smoke: Smoke
     load: Load
     contacts: list[Contact] = []
+    state: State = State()
 
     @model_validator(mode="after")
     def _references(self) -> Plan:
@@ -387,6 +419,9 @@ class Plan(_Strict):
             for env in check.envs:
                 if env not in envs:
                     problems.append(f"manual_checks.{i}.envs: unknown environment {env!r}")
+        for env in self.state.environments:
+            if env not in envs:
+                problems.append(f"state.environments: unknown environment {env!r}")
         ids = [a.id for a in self.alarms]
         if len(ids) != len(set(ids)):
             problems.append("alarms: alarm ids must be unique")

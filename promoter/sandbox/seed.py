@@ -2,8 +2,9 @@
 
 Every name, region, threshold and setting comes from the plan. Stages:
 
-1. data: the table (partition key from the plan, point-in-time recovery on) and the templates bucket (default
-   encryption, public access block, a sample template ``templates/welcome.html``);
+1. data: the table (partition key from the plan, point-in-time recovery on), the templates bucket (default
+   encryption, public access block, a sample template ``templates/welcome.html``) and the state bucket
+   (:func:`state_bucket_name`, versioning on) where the ledger and the lock can live (``SeedResult.state_url``);
 2. operations: the execution role, the log group with the environment's retention, the DLQ, the SNS topic and
    the plan's CloudWatch alarms;
 3. users: the Cognito user pool with its app client, the groups ``campaigns-viewer/editor/admin`` and one test
@@ -91,6 +92,7 @@ class SeedResult:
     function_version: str = ""
     artifact_sha256: str = ""
     description: str = ""
+    state_url: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,6 +121,10 @@ def seed_baseline(plan: Plan, env: str, target: Target, *, progress: Progress = 
     progress(f"seeding table {names.table} and bucket {names.templates_bucket}")
     _table(target.client("dynamodb"), names.table, names.table_partition_key)
     _bucket(target.client("s3"), names.templates_bucket, spec.region)
+    state_bucket, state_prefix = state_bucket_name(plan, env)
+    progress(f"seeding state bucket {state_bucket} (versioned)")
+    _state_bucket(target.client("s3"), state_bucket, spec.region)
+    result.state_url = f"s3://{state_bucket}/{state_prefix}"
 
     progress("seeding role, log group, queue, topic and alarms")
     result.role_arn = _role(target.client("iam"), names.execution_role, names)
@@ -177,6 +183,25 @@ def seed_function(
 
 
 # -- stages ----------------------------------------------------------------------------------------------------
+
+
+def state_bucket_name(plan: Plan, env: str) -> tuple[str, str]:
+    """The state bucket and prefix: the plan's S3 state backend for ``env`` when it has one, else one per
+    account, as a team would create it next to its Terraform state bucket."""
+    backend = plan.state.environments.get(env) or plan.state.default
+    if backend.backend == "s3" and backend.bucket:
+        return backend.bucket, backend.prefix
+    return f"promoter-state-{plan.environment(env).account_id}", backend.prefix
+
+
+def _state_bucket(s3: Any, name: str, region: str) -> None:
+    if region == "us-east-1":
+        s3.create_bucket(Bucket=name)
+    else:
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
+        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
 
 
 def _table(ddb: Any, name: str, key: str) -> None:

@@ -56,12 +56,16 @@ def test_the_whole_promotion_rehearses_offline_as_the_pipeline_in_two_accounts(t
     sit = steps["sit-promotion"]
     assert sit["data"]["lost_replies_recognised"] and "recognised as applied" in sit["detail"]
     assert sit["data"]["python"]["matches_runtime"] and sit["data"]["python"]["version"] == "3.12"
+    # the records were written to and read back from SIT's sandbox state bucket, through the S3 state store
+    assert result["ledger_dir"].startswith("s3://promoter-state-") and "/rehearsals/" in result["ledger_dir"]
+    assert not (home / "rehearsals" / result["rehearsal_id"] / "ledger" / "ledger").exists()
     report = Path(result["report"])
     text = report.read_text()
     assert report.parent == home / "reports" and "every expectation held" in text and "# Evidence packs" in text
     assert f"artifact sha256 `{sit_sha}`" in text
-    for name in ("sandbox-sit", "sandbox-prod"):
-        assert not (Path(result["ledger_dir"]).parent / name / "state.json").exists()
+    for name in ("sandbox-sit", "sandbox-prod"):  # nothing of the sandboxes is left running
+        sandbox_dir = home / "rehearsals" / result["rehearsal_id"] / name
+        assert sandbox_dir.is_dir() and not (sandbox_dir / "state.json").exists()
 
 
 def test_rehearsal_plan_states_what_it_changes():

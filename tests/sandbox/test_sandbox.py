@@ -118,6 +118,11 @@ def test_seeding_creates_the_baseline_preflight_expects(sandbox, sandbox_env, pl
     assert all(block.values())
     template = s3.get_object(Bucket=names.templates_bucket, Key="templates/welcome.html")["Body"].read()
     assert b"<html" in template
+    # the team state bucket: versioned, private, named in the seed result
+    state_bucket = f"promoter-state-{spec.account_id}"
+    assert sandbox.state["seed"]["state_url"] == f"s3://{state_bucket}/promoter"
+    assert s3.get_bucket_versioning(Bucket=state_bucket)["Status"] == "Enabled"
+    assert all(s3.get_public_access_block(Bucket=state_bucket)["PublicAccessBlockConfiguration"].values())
 
     role = boto3.client("iam").get_role(RoleName=names.execution_role)["Role"]
     groups = boto3.client("logs").describe_log_groups(logGroupNamePrefix=names.log_group)["logGroups"]

@@ -58,6 +58,9 @@ def test_concurrent_processes_never_interleave(tmp_path):
     parsed = [json.loads(line) for line in lines]
     for w in range(4):
         assert sorted(r["i"] for r in parsed if r["worker"] == w) == list(range(50))
+    # and each was chained to the one written before it, whichever process wrote that
+    assert [r["seq"] for r in parsed] == list(range(1, 201))
+    assert Ledger(tmp_path).verify("sit").ok
 
 
 def test_torn_last_line_is_skipped_and_repaired(tmp_path):

@@ -646,3 +646,54 @@ def test_alarm_entering_alarm_during_the_bake_fails_the_step(world):
     with pytest.raises(ReleaseFailed, match="alarms in ALARM: campaigns-sit-high-duration"):
         release.deploy(world.settings, world.ports)
     assert world.router.read().version == "1" and world.router.read().weights == {}
+
+
+def test_a_recorded_rollback_by_someone_else_mid_canary_is_named_and_left_in_place(world):
+    # GIVEN another engineer's rollback (on the shared ledger) moves the alias to version 3 during the 10 % bake
+    def their_rollback():
+        world.ledger.append(ENV, "run-start", run_id="run-b", kind_of_run="rollback", who="bo@laptop")
+        world.ledger.append(ENV, "alias-intent", run_id="run-b", step="rollback",
+                            before={"version": "1", "weights": {"2": 0.1}}, after={"version": "3", "weights": {}})
+        world.router.someone_else_sets("3")
+        world.ledger.append(ENV, "alias-change", run_id="run-b", step="rollback",
+                            before={"version": "1", "weights": {"2": 0.1}}, after={"version": "3", "weights": {}})
+
+    world.clock.hooks.append((30, their_rollback))
+    with pytest.raises(RollbackFailed) as info:
+        release.deploy(world.settings, world.ports)
+    # THEN the run says who moved it and that it left it there, and does not suggest undoing it
+    assert "run run-b (rollback by bo@laptop" in str(info.value) and "left it there" in str(info.value)
+    assert "update-alias" not in (info.value.hint or "")
+    assert world.router.read().version == "3" and world.router.read().weights == {}
+    end = kinds(world.ledger, "run-end")[-1]
+    assert end["outcome"] == "rollback-failed" and end["moved_by"].startswith("run run-b")
+
+
+def test_an_unreachable_state_store_refuses_the_deploy_with_nothing_changed(world, tmp_path):
+    from promoter.adapters.state_s3 import S3StateStore
+    from promoter.engine.state import StateUnavailable
+    from tests.unit.inmemory_s3 import InMemoryS3
+
+    s3 = InMemoryS3()
+    s3.down = True
+    shared = Ledger(tmp_path / "shared", store=S3StateStore(client=s3, bucket="team-state"))
+    with pytest.raises(StateUnavailable) as info:
+        release.deploy(world.settings, replace(world.ports, ledger=shared))
+    assert info.value.exit_code == 1 and "nothing was changed" in (info.value.hint or "")
+    assert world.router.sets == [] and world.functions.uploads == 0 and len(world.functions.versions) == 1
+
+
+def test_a_state_store_lost_mid_canary_moves_the_alias_no_further(world, tmp_path):
+    from promoter.adapters.state_s3 import S3StateStore
+    from tests.unit.inmemory_s3 import InMemoryS3
+
+    s3 = InMemoryS3()
+    shared = Ledger(tmp_path / "shared", store=S3StateStore(client=s3, bucket="team-state"))
+    world.clock.hooks.append((30, lambda: setattr(s3, "down", True)))  # during the 10 % bake
+    with pytest.raises(PromoterError):
+        release.deploy(world.settings, replace(world.ports, ledger=shared))
+    # no alias change without its intent record: the alias stays where the last recorded change left it
+    assert world.router.sets == [("1", {"2": 0.1})]
+    s3.down = False
+    intents = [r["after"] for r in shared.records(ENV, kind="alias-intent")]
+    assert intents == [{"version": "1", "weights": {"2": 0.1}}]

@@ -210,13 +210,14 @@ def run_pipeline_rehearsal(settings: RehearsalSettings, observer: Callable[[str,
         step("evidence", "Evidence packs", "every pipeline run's pack verifies (hashes, archive, chain)",
              lambda: _verify_all(ledger, ctx["pipelines"]))
     finally:
+        result.duration_s = time.monotonic() - started
+        # the report reads the packs through the ledger, which may live in a sandbox's state bucket: before down
+        result.report_path = str(write_pipeline_report(result, ledger, ctx["pipelines"],
+                                                       Path(settings.home) / "reports"))
         for sandbox in sandboxes.values():
             if not settings.keep:
                 with contextlib.suppress(Exception):
                     sandbox.down()
-        result.duration_s = time.monotonic() - started
-        result.report_path = str(write_pipeline_report(result, ledger, ctx["pipelines"],
-                                                       Path(settings.home) / "reports"))
     return result
 
 

@@ -140,18 +140,6 @@ def run_rehearsal(settings: RehearsalSettings, observer: Observer = lambda _k, _
     return run_pipeline_rehearsal(settings, observer, envs)
 
 
-def _sandbox_state_ledger(sandbox: Any, plan: Plan, env: str, rid: str, base: Path) -> Ledger:
-    """The rehearsal's ledger in the sandbox's state bucket (under ``rehearsals/<id>``), through the same S3 state
-    store a team uses; the sandbox is only its endpoint."""
-    import boto3
-
-    from promoter.adapters.state_s3 import s3_store_from_url
-
-    url = sandbox.state["seed"]["state_url"].rstrip("/") + f"/rehearsals/{rid}"
-    session = boto3.Session(region_name=plan.environment(env).region)
-    return Ledger(base / "ledger", store=s3_store_from_url(url, session))
-
-
 def sandbox_state_ledger(sandbox: Any, plan: Plan, env: str, rid: str, base: Path) -> Ledger:
     """The rehearsal's ledger in the sandbox's state bucket (under ``rehearsals/<id>``), through the same S3 state
     store a team uses; the sandbox is only its endpoint. Its client is made now, while this process's SDK points

@@ -8,12 +8,14 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import boto3
 
 from promoter.engine.traffic import SteadyTraffic
 
 ENV = "sit"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _alias(s) -> dict:
@@ -36,8 +38,8 @@ def test_a_rollback_from_the_other_checkout_mid_canary_is_named_and_left(sandbox
     env = {k: v for k, v in os.environ.items() if k != "PROMOTER_HOME"}
     env["PROMOTER_STATE"] = state
     a_dir, b_dir = tmp_path / "a", tmp_path / "b"
-    a_dir.mkdir()
-    b_dir.mkdir()
+    for checkout in (a_dir, b_dir):  # two engineers, two clones of the service
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(checkout)], check=True, capture_output=True)
 
     def b(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "promoter", *args], cwd=b_dir, env=env, capture_output=True,

@@ -57,6 +57,10 @@ COMMANDS: dict[str, CommandEntry] = {
                             "on 127.0.0.1, seeded with one environment's baseline."),
     "plan": CommandEntry("promoter.cli.plan", "Validate, show and export the schema of the promotion plan."),
     "ledger": CommandEntry("promoter.cli.ledger", "The ledger: verify its hash chain, migrate it to a shared store."),
+    "security": CommandEntry("promoter.cli.security", "Run the security checks against ENV's API and storage (exit 1 "
+                             "on any high finding)."),
+    "openapi": CommandEntry("promoter.cli.security", "Print the service's OpenAPI document (the file the plan's "
+                            "security.openapi names, in the checkout)."),
 }
 
 _json_requested = False

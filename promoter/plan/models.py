@@ -337,6 +337,19 @@ class Load(_Strict):
     duration_seconds: int = Field(gt=0)
 
 
+class Security(_Strict):
+    """``promoter security``: the service's OpenAPI document, the test users of the authorization matrix, the
+    fuzzing and log-sampling bounds, the ZAP image."""
+
+    openapi: str = "campaigns_lambda/openapi.yaml"  # relative to the checkout
+    test_users: dict[str, str] = {}  # principal (a group, or `none`) -> Cognito username, for real accounts
+    fuzz_max_examples: int = Field(25, ge=1)
+    fuzz_max_seconds: float = Field(90, gt=0)
+    log_sample_minutes: float = Field(60, gt=0)
+    log_sample_events: int = Field(2000, ge=1)
+    zap_image: str = "ghcr.io/zaproxy/zaproxy:stable"
+
+
 class Contact(_Strict):
     role: str
     contact: str
@@ -373,6 +386,7 @@ class Plan(_Strict):
     phases: list[Phase] = []
     smoke: Smoke
     load: Load
+    security: Security = Security()
     contacts: list[Contact] = []
     state: State = State()
 

@@ -3,7 +3,7 @@
 Every name, region, threshold and setting comes from the plan. Stages:
 
 1. data: the table (partition key from the plan, point-in-time recovery on), the templates bucket (default
-   encryption, public access block, a TLS-only policy, a sample template ``templates/welcome.html``) and the state bucket
+   encryption, public access block, a sample template ``templates/welcome.html``) and the state bucket
    (:func:`state_bucket_name`, versioning on) where the ledger and the lock can live (``SeedResult.state_url``);
 2. operations: the execution role, the log group with the environment's retention, the DLQ, the SNS topic and
    the plan's CloudWatch alarms;
@@ -229,12 +229,6 @@ def _bucket(s3: Any, name: str, region: str) -> None:
             "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}, "BucketKeyEnabled": True}]
         },
     )
-    s3.put_bucket_policy(Bucket=name, Policy=json.dumps({  # TLS only, as the bucket's owning project sets it
-        "Version": "2012-10-17",
-        "Statement": [{"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-                       "Resource": [f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"],
-                       "Condition": {"Bool": {"aws:SecureTransport": "false"}}}],
-    }))
     s3.put_public_access_block(
         Bucket=name,
         PublicAccessBlockConfiguration={

@@ -193,7 +193,8 @@ def run_security(settings: SecuritySettings, tokens: TokenSource, aws: Any,
         def transport() -> list[TestResult]:
             progress("transport and storage: table, bucket, logs")
             found = [storage.table_encryption(ddb, names.table)]
-            found += storage.bucket_checks(aws.client("s3"), names.templates_bucket)
+            owner = next((d.owner for d in plan.dependencies if d.resource == "templates_bucket"), None)
+            found += storage.bucket_checks(aws.client("s3"), names.templates_bucket, owner)
             found.append(storage.log_sample(aws.client("logs"), names.log_group,
                                             minutes=plan.security.log_sample_minutes,
                                             limit=plan.security.log_sample_events, markers=(marker,)))

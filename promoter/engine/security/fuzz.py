@@ -46,48 +46,43 @@ def schemathesis_argv(document: Path, api_url: str, token: str, *, max_examples:
 
 
 def parse_ndjson(text: str) -> dict[str, dict[str, Any]]:
-    """``"METHOD /path"`` -> {"checks": {check: {"passed": n, "failed": n, "failures": [...]}}} from the events of
-    schemathesis' ndjson report."""
+    """``"METHOD /path"`` -> {"checks": {check: {"passed": n, "failed": n, "failures": [...]}}} from the
+    ``ScenarioFinished`` events of schemathesis' ndjson report (each names its operation in ``recorder.label`` and
+    lists, per generated case, the checks run on it with their status)."""
     operations: dict[str, dict[str, Any]] = {}
     for line in text.splitlines():
         try:
             event = json.loads(line)
         except ValueError:
             continue
-        _walk(event, operations)
+        finished = event.get("ScenarioFinished") if isinstance(event, dict) else None
+        recorder = (finished or {}).get("recorder") or {}
+        label = recorder.get("label")
+        if not isinstance(label, str):
+            continue
+        for checks in (recorder.get("checks") or {}).values():
+            for check in checks or []:
+                name = check.get("name")
+                if name not in CHECKS:
+                    continue
+                entry = operations.setdefault(label, {"checks": {}})["checks"].setdefault(
+                    name, {"passed": 0, "failed": 0, "failures": []})
+                if str(check.get("status", "")).lower() == "success":
+                    entry["passed"] += 1
+                else:
+                    entry["failed"] += 1
+                    if len(entry["failures"]) < 3:
+                        entry["failures"].append(_failure_text(check.get("failure_info") or check))
     return operations
 
 
-def _walk(node: Any, operations: dict[str, dict[str, Any]], label: str | None = None) -> None:
-    if isinstance(node, dict):
-        label = node.get("label") if isinstance(node.get("label"), str) and " /" in node.get("label", "") \
-            else label
-        if label and isinstance(node.get("name"), str) and node.get("status") in ("SUCCESS", "FAILURE", "ERROR") \
-                and node["name"] in CHECKS:
-            entry = operations.setdefault(label, {"checks": {}})["checks"].setdefault(
-                node["name"], {"passed": 0, "failed": 0, "failures": []})
-            if node["status"] == "SUCCESS":
-                entry["passed"] += 1
-            else:
-                entry["failed"] += 1
-                failure = node.get("failure_info") or node.get("failure") or {}
-                if len(entry["failures"]) < 3:
-                    entry["failures"].append(_failure_text(failure, node))
-        for value in node.values():
-            _walk(value, operations, label)
-    elif isinstance(node, list):
-        for value in node:
-            _walk(value, operations, label)
-
-
-def _failure_text(failure: Any, node: dict[str, Any]) -> str:
+def _failure_text(failure: Any) -> str:
     if isinstance(failure, dict):
-        inner = failure.get("failure") or failure
-        title = inner.get("title") if isinstance(inner, dict) else None
-        message = inner.get("message") if isinstance(inner, dict) else None
-        code = failure.get("code_sample") or ""
-        return " - ".join(str(x) for x in (title, message, code) if x)[:800]
-    return str(failure or node.get("status"))[:800]
+        inner = failure.get("failure") if isinstance(failure.get("failure"), dict) else failure
+        parts = [inner.get("title"), inner.get("message"), failure.get("code_sample")]
+        text = " - ".join(str(x) for x in parts if x)
+        return (text or json.dumps(failure, default=str))[:800]
+    return str(failure)[:800]
 
 
 def results_from(operations: dict[str, dict[str, Any]], routes: list[str]) -> list[TestResult]:

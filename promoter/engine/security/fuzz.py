@@ -109,6 +109,12 @@ def results_from(operations: dict[str, dict[str, Any]], routes: list[str]) -> li
 def run_schemathesis(document: Path, api_url: str, token: str, routes: list[str], *, max_examples: int,
                      max_time: float, report_dir: Path,
                      progress: Callable[[str], None] = lambda _m: None) -> list[TestResult]:
+    import importlib.util
+
+    if importlib.util.find_spec("schemathesis") is None:
+        return [TestResult(CHECK, "schemathesis run", "failed", "high",
+                           "schemathesis is not installed, so the API was not fuzzed: "
+                           "pip install 'promoter[security]'")]
     report_dir.mkdir(parents=True, exist_ok=True)
     argv = schemathesis_argv(document, api_url, token, max_examples=max_examples, max_time=max_time,
                              report_dir=report_dir)
@@ -118,16 +124,12 @@ def run_schemathesis(document: Path, api_url: str, token: str, routes: list[str]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
                               timeout=max_time + 120, env={**os.environ, "NO_COLOR": "1"})
-    except ModuleNotFoundError:
-        raise
     except (OSError, subprocess.TimeoutExpired) as exc:
         return [TestResult(CHECK, "schemathesis run", "failed", "high", f"schemathesis did not finish: {exc}")]
     (report_dir / "schemathesis.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
     ndjson = next(iter(sorted(report_dir.glob("*.ndjson"))), None)
     if ndjson is None:
         tail = (proc.stderr or proc.stdout).strip()[-600:]
-        if "No module named" in tail:
-            raise ConfigurationError("schemathesis is not installed", hint="pip install 'promoter[security]'")
         return [TestResult(CHECK, "schemathesis run", "failed", "high",
                            f"schemathesis wrote no report (exit {proc.returncode}): {tail}")]
     results = results_from(parse_ndjson(ndjson.read_text(encoding="utf-8")), routes)

@@ -24,6 +24,8 @@ _SARIF_LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low"
 class TestResult:
     """One named test of one check (``authz``, ``injection``, ``fuzz``, ``storage``, ``infra``, ``zap``)."""
 
+    __test__ = False  # a result, not a test class for pytest to collect
+
     check: str
     name: str
     status: Status

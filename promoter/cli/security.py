@@ -54,6 +54,7 @@ def security(
 
     Examples:
 
+    \b
         promoter sandbox up --env sit && eval "$(promoter sandbox env)"
         promoter security --env sit --max-examples 10 --json
         promoter security --env sit --report out/security --zap   # needs Docker for ZAP
@@ -70,6 +71,10 @@ def security(
         from datetime import UTC, datetime
 
         report = default_home() / "security" / name / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    if zap:
+        from promoter.engine.security.fuzz import require_docker
+
+        require_docker()  # refused before anything runs
     if sandbox_state is not None:
         from promoter.sandbox.tokens import SandboxTokens
 
@@ -121,6 +126,7 @@ def openapi(
 
     Examples:
 
+    \b
         promoter openapi > openapi.yaml
         promoter openapi --format json | jq '.paths | keys'
     """

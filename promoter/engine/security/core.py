@@ -147,6 +147,8 @@ def run_security(settings: SecuritySettings, tokens: TokenSource, aws: Any,
     """Run every stage against ``settings.api_url`` with ``tokens``; ``aws`` is the environment's session
     factory (``.client(name)``)."""
     plan, env = settings.plan, settings.env
+    if settings.zap:
+        fuzz.require_docker()  # before anything runs: --zap without Docker is refused, not half done
     names = plan.names(env)
     base = plan.service.base_path.rstrip("/")
     settings.report_dir.mkdir(parents=True, exist_ok=True)

@@ -143,11 +143,7 @@ def run_zap(document: Path, api_url: str, token: str, report_dir: Path, *, image
             progress: Callable[[str], None] = lambda _m: None) -> list[TestResult]:
     """ZAP's API scan (``zap-api-scan.py -f openapi``) in Docker; its JSON report folded in, one test per alert.
     Without a Docker engine this raises: ZAP cannot run here."""
-    docker = shutil.which("docker")
-    if docker is None or subprocess.run([docker, "info"], capture_output=True, check=False,
-                                        stdin=subprocess.DEVNULL).returncode != 0:
-        raise ConfigurationError("--zap needs a Docker engine to run the OWASP ZAP image, and none is available "
-                                 "here", hint="run on a machine with Docker (docker info must answer), or drop --zap")
+    docker = require_docker()
     work = report_dir / "zap"
     work.mkdir(parents=True, exist_ok=True)
     shutil.copy(document, work / "openapi.yaml")
@@ -164,6 +160,23 @@ def run_zap(document: Path, api_url: str, token: str, report_dir: Path, *, image
         return [TestResult(ZAP_CHECK, "zap api scan", "failed", "high",
                            f"ZAP wrote no report (exit {proc.returncode}): {(proc.stderr or proc.stdout)[-600:]}")]
     return zap_results(json.loads(report.read_text(encoding="utf-8")))
+
+
+def require_docker() -> str:
+    """The docker binary of an engine that answers; raises :class:`ConfigurationError` otherwise."""
+    docker = shutil.which("docker")
+    answered = False
+    if docker is not None:
+        try:
+            answered = subprocess.run([docker, "info"], capture_output=True, check=False, timeout=20,
+                                      stdin=subprocess.DEVNULL).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            answered = False
+    if not answered:
+        found = "no docker command on PATH" if docker is None else "`docker info` did not answer"
+        raise ConfigurationError(f"--zap needs a Docker engine to run the OWASP ZAP image ({found})",
+                                 hint="run it where Docker runs (docker info must answer), or leave out --zap")
+    return docker
 
 
 _ZAP_RISK = {"3": "high", "2": "medium", "1": "low", "0": "low"}

@@ -83,6 +83,7 @@ class ApiFront:
 
         self.authorizer = CognitoAuthorizer(f"{moto_url.rstrip('/')}/{user_pool_id}/.well-known/jwks.json",
                                             issuer_for(user_pool_id, region), audiences=app_clients)
+        self.authorizer.read_audiences()  # now, so the first request does not wait for it
         self.telemetry = Telemetry(session.client("cloudwatch", endpoint_url=moto_url),
                                    session.client("logs", endpoint_url=moto_url), interval=flush_interval)
         self._alias: tuple[float, dict] | None = None

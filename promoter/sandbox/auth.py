@@ -93,6 +93,14 @@ class CognitoAuthorizer:
             self._keys = keys
             self._fetched_at = time.monotonic()
 
+    def read_audiences(self) -> None:
+        """Read the pool's app clients now; a failure is left for the first token to report."""
+        if self.audiences is not None:
+            try:
+                self._known_audiences = set(self.audiences())
+            except Exception:
+                self._known_audiences = set()
+
     def _key(self, kid: str):
         self._refresh(force=False)
         if kid not in self._keys:

@@ -1,7 +1,8 @@
 """Injection and stored XSS: hostile values in every field of a campaign and in every path and query parameter.
 
 Stages: snapshot the table (a scan); create one marked campaign per hostile value and field (the check's own test
-items, named with the run's marker), read each back and require it exactly as sent, as JSON, never as HTML;
+items, named with the run's marker), and update one marked campaign with each value in each field; read each
+accepted value back and require it exactly as sent, as JSON, never as HTML;
 send the same values as path and query parameters (never a 5xx, never an HTML answer); delete the check's own
 items; scan again and require every other item unchanged. A value the service refuses (4xx) is a pass: refusing
 is a safe answer. Any 5xx is a finding.
@@ -35,7 +36,7 @@ PAYLOADS: tuple[tuple[str, Any], ...] = (
     ("null-byte", "nul\u0000byte"),
     ("oversized", OVERSIZED),
 )
-TEXT_FIELDS: tuple[str, ...] = ("name", "description", "email_template")
+FIELDS: tuple[str, ...] = ("name", "description", "email_template", "status", "start_date", "end_date")
 QUERY_PARAMETERS: tuple[str, ...] = ("status", "limit", "next_token")
 
 
@@ -70,41 +71,57 @@ def run_injection(send: Callable[..., Any], base_path: str, scan: Callable[[], l
     results: list[TestResult] = []
     created: list[str] = []
     before = snapshot(scan, key)
-    progress(f"injection: {len(PAYLOADS)} hostile values x {len(TEXT_FIELDS)} fields, path and query "
+    progress(f"injection: {len(PAYLOADS)} hostile values x {len(FIELDS)} fields (create and update), path and query "
              f"(table holds {len(before)} items)")
 
     def record(name: str, ok: bool, message: str, location: str, **details: Any) -> None:
         results.append(TestResult(CHECK, name, "passed" if ok else "failed", severity="high", message=message,
                                   location=location, details=details))
 
+    def read_back(test: str, item_id: str, field: str, value: Any) -> None:
+        back = send("GET", f"{base_path}/{quote(str(item_id), safe='')}")
+        stored = (back.json() or {}).get(field) if _is_json(back) else None
+        problems = []
+        if back.status != 200:
+            problems.append(f"read back {back.status}")
+        if not _is_json(back) or _looks_html(back):
+            problems.append(f"read back as {back.header('content-type')!r}, not JSON")
+        if stored != value:
+            problems.append("stored value differs from what was sent")
+        record(test, not problems, "; ".join(problems), f"GET {base_path}/{{campaign_id}}", id=item_id)
+
+    def answered(test: str, resp: Any, location: str) -> bool:
+        """Record a refusal or a server error; True when the value was accepted (and must be read back)."""
+        if resp.status >= 500:
+            record(test, False, f"server error {resp.status}", location, status=resp.status)
+            return False
+        if resp.status not in (200, 201):
+            ok = 400 <= resp.status < 500 and _is_json(resp)
+            record(test, ok, "" if ok else f"answered {resp.status} {resp.header('content-type')!r}", location,
+                   status=resp.status)
+            return False
+        return True
+
     try:
+        target = send("POST", base_path, json_body={"name": f"{marker} update target", "description": marker})
+        target_id = (target.json() or {}).get("id") if target.status == 201 else None
+        if target_id:
+            created.append(target_id)
         for payload_name, value in PAYLOADS:
-            for field in TEXT_FIELDS:
+            for field in FIELDS:
                 body: dict[str, Any] = {"name": f"{marker} {payload_name}", "description": marker}
                 body[field] = value
                 test = f"stored {field} [{payload_name}]"
-                location = f"POST {base_path}"
                 resp = send("POST", base_path, json_body=body)
-                if resp.status >= 500:
-                    record(test, False, f"server error {resp.status} on create", location, status=resp.status)
-                    continue
-                if resp.status != 201:
-                    ok = 400 <= resp.status < 500 and _is_json(resp)
-                    record(test, ok, "" if ok else f"refused with {resp.status} but not as JSON", location,
-                           status=resp.status)
-                    continue
-                item_id = (resp.json() or {}).get("id")
-                created.append(item_id)
-                back = send("GET", f"{base_path}/{quote(str(item_id), safe='')}")
-                stored = (back.json() or {}).get(field) if _is_json(back) else None
-                problems = []
-                if back.status != 200:
-                    problems.append(f"read back {back.status}")
-                if not _is_json(back) or _looks_html(back):
-                    problems.append(f"read back as {back.header('content-type')!r}, not JSON")
-                if stored != value:
-                    problems.append("stored value differs from what was sent")
-                record(test, not problems, "; ".join(problems), f"GET {base_path}/{{campaign_id}}", id=item_id)
+                if answered(test, resp, f"POST {base_path}"):
+                    item_id = (resp.json() or {}).get("id")
+                    created.append(item_id)
+                    read_back(test, item_id, field, value)
+                if target_id:
+                    test = f"updated {field} [{payload_name}]"
+                    path = f"{base_path}/{quote(str(target_id), safe='')}"
+                    if answered(test, send("PUT", path, json_body={field: value}), f"PUT {base_path}/{{campaign_id}}"):
+                        read_back(test, target_id, field, value)
             path_test = f"path parameter [{payload_name}]"
             text = value if isinstance(value, str) else json.dumps(value)
             resp = send("GET", f"{base_path}/{quote(text[:4000], safe='')}")

@@ -119,7 +119,9 @@ def _detail_text(details: dict[str, Any]) -> str:
 
 
 def _rule_id(check: str, name: str) -> str:
-    return f"{check}/{name.split('[', 1)[0].strip()}"
+    import re
+
+    return f"{check}/" + re.sub(r"[^a-z0-9_.]+", "-", name.split("[", 1)[0].strip().lower()).strip("-")
 
 
 def to_sarif(report: SecurityReport, *, tool_version: str = "0") -> dict[str, Any]:

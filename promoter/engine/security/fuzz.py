@@ -34,12 +34,12 @@ ZAP_CHECK = "zap"
 
 def schemathesis_argv(document: Path, api_url: str, token: str, *, max_examples: int, max_time: float,
                       report_dir: Path, seed: int | None = None) -> list[str]:
-    argv = [sys.executable, "-m", "schemathesis.cli", "run", str(document), "--url", api_url,
+    argv = [sys.executable, "-m", "schemathesis.cli", "run", str(document.resolve()), "--url", api_url,
             "--checks", ",".join(CHECKS), "--max-examples", str(max_examples),
             "--max-time", str(max(1, int(max_time))), "--phases", "examples,coverage,fuzzing",
             "--workers", "2", "--request-timeout", "15", "--suppress-health-check", "all",
             "--header", f"Authorization: Bearer {token}", "--report", "junit,ndjson",
-            "--report-dir", str(report_dir), "--no-color"]
+            "--report-dir", str(report_dir.resolve()), "--no-color"]
     if seed is not None:
         argv += ["--seed", str(seed)]
     return argv
@@ -122,8 +122,9 @@ def run_schemathesis(document: Path, api_url: str, token: str, routes: list[str]
              f"at most {max_time:g} s")
     started = time.perf_counter()
     try:
+        # in the report directory: schemathesis keeps its cache of found failures (.schemathesis/) in its cwd
         proc = subprocess.run(argv, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
-                              timeout=max_time + 120, env={**os.environ, "NO_COLOR": "1"})
+                              timeout=max_time + 120, env={**os.environ, "NO_COLOR": "1"}, cwd=report_dir)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return [TestResult(CHECK, "schemathesis run", "failed", "high", f"schemathesis did not finish: {exc}")]
     (report_dir / "schemathesis.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")

@@ -17,6 +17,7 @@ _AWS_VARS_TO_CLEAR = (
     "PROMOTER_SANDBOX",
     "PROMOTER_REPO",
     "PROMOTER_STATE",
+    "GITHUB_ACTIONS",  # a job of the workflows runs the suite too; identities there are github:LOGIN
 )
 
 

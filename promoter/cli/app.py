@@ -57,6 +57,8 @@ COMMANDS: dict[str, CommandEntry] = {
                             "on 127.0.0.1, seeded with one environment's baseline."),
     "plan": CommandEntry("promoter.cli.plan", "Validate, show and export the schema of the promotion plan."),
     "ledger": CommandEntry("promoter.cli.ledger", "The ledger: verify its hash chain, migrate it to a shared store."),
+    "ci": CommandEntry("promoter.cli.ci", "For CI jobs: the plan's names for a job (outputs), the GitHub reviewers' "
+                       "approvals, job summaries."),
 }
 
 _json_requested = False

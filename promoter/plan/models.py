@@ -337,6 +337,23 @@ class Load(_Strict):
     duration_seconds: int = Field(gt=0)
 
 
+class Ci(_Strict):
+    """How CI (GitHub Actions) runs promoter: the IAM roles it assumes by OIDC in each environment's account, the
+    GitHub environment of each job, and the gates a GitHub environment's required reviewers approve. The workflows
+    read all of it through ``promoter ci outputs``, so they hold no account id of their own."""
+
+    provider: Literal["github"] = "github"
+    deploy_role: str = "promoter-deploy-{env}"  # role name in the env's account: deploy, apply, rollback
+    plan_role: str = "promoter-plan-{env}"  # read-only role for preflight and terraform plan (no approval needed)
+    github_environment: str = "{env}"  # the GitHub environment of the jobs that may change the env
+    session_name: str = "promoter-{env}"
+    reviewer_gates: dict[str, list[str]] = {}  # env -> gates the env's GitHub reviewers approve (+ terraform plan)
+
+    def role_arn(self, account_id: str, env: str, purpose: Literal["deploy", "plan"] = "deploy") -> str:
+        name = (self.deploy_role if purpose == "deploy" else self.plan_role).format(env=env)
+        return f"arn:aws:iam::{account_id}:role/{name}"
+
+
 class Contact(_Strict):
     role: str
     contact: str
@@ -375,6 +392,7 @@ class Plan(_Strict):
     load: Load
     contacts: list[Contact] = []
     state: State = State()
+    ci: Ci = Ci()
 
     @model_validator(mode="after")
     def _references(self) -> Plan:
@@ -419,6 +437,13 @@ class Plan(_Strict):
             for env in check.envs:
                 if env not in envs:
                     problems.append(f"manual_checks.{i}.envs: unknown environment {env!r}")
+        for env, gates in self.ci.reviewer_gates.items():
+            if env not in envs:
+                problems.append(f"ci.reviewer_gates: unknown environment {env!r}")
+            for gate in gates:
+                if gate not in approvable:
+                    problems.append(f"ci.reviewer_gates.{env}: {gate!r} is neither a gate nor a manual check of the "
+                                    f"plan (known: {', '.join(approvable)})")
         for env in self.state.environments:
             if env not in envs:
                 problems.append(f"state.environments: unknown environment {env!r}")

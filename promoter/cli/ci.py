@@ -64,6 +64,10 @@ def approvals_cmd(
     gate: Annotated[
         list[str] | None, typer.Option("--gate", help="Only these gates (default: the plan's ci.reviewer_gates).")
     ] = None,
+    no_reviewers_ok: Annotated[
+        bool, typer.Option("--no-reviewers-ok", help="The GitHub environment has no required reviewers: record "
+                           "nothing instead of failing (the promotion then waits for approvals recorded otherwise).")
+    ] = False,
     plan: PlanOpt = None,
     repo: RepoOpt = None,
     profile: ProfileOpt = None,
@@ -96,10 +100,15 @@ def approvals_cmd(
     run = RunContext.from_environment()
     ledger = app.ledger()
     approvals = GitHubApi(run).run_approvals()
-    result = ci.record_reviewer_approvals(
-        app.plan, name, ledger, approvals, release=release, sha256=sha256, run_url=run.run_url,
-        change_request=change_request, gates=list(gate) if gate else None,
-        approve_terraform=_terraform_approver(app, name, ledger))
+    github_env = app.plan.ci.github_environment.format(env=name)
+    if no_reviewers_ok and not ci.approving_reviewers(approvals, github_env):
+        result = ci.ReviewerApprovals(env=name, github_environment=github_env, reviewers=[],
+                                      skipped=[f"no reviewer approved {github_env} in this run; nothing recorded"])
+    else:
+        result = ci.record_reviewer_approvals(
+            app.plan, name, ledger, approvals, release=release, sha256=sha256, run_url=run.run_url,
+            change_request=change_request, gates=list(gate) if gate else None,
+            approve_terraform=_terraform_approver(app, name, ledger))
     if json_output:
         print_json(result.to_dict())
         return

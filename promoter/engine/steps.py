@@ -28,6 +28,8 @@ class StepWiring:
     preflight_skip: tuple[str, ...] = ("manual",)  # approvals are the pipeline's own steps
     release_observer: Callable[[Any], None] | None = None
     terraform_runner: Callable[[Any], Any] | None = None  # InfraSettings -> TerraformRunner
+    # env -> variables for the child processes of the validation steps (a sandbox's endpoints; None unsets)
+    suite_env: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
 
 
 def prepare(settings: PromoteSettings, progress: Callable[[str], None]) -> ArtifactRef:
@@ -309,11 +311,12 @@ class StatusStep:
 def operations(wiring: StepWiring) -> dict[str, Operation]:
     from promoter.engine.approvals import ApprovalStep
     from promoter.engine.backup import BackupStep
+    from promoter.engine.integration import IntegrationStep
 
     return {
         "preflight": PreflightStep(wiring), "infra-plan": InfraPlanStep(wiring), "infra-apply": InfraApplyStep(wiring),
         "deploy": DeployStep(wiring), "smoke": SmokeStep(wiring), "status": StatusStep(wiring),
-        "approval": ApprovalStep(), "backup": BackupStep(wiring.aws_for),
+        "approval": ApprovalStep(), "backup": BackupStep(wiring.aws_for), "integration": IntegrationStep(wiring),
     }
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 _AWS_VARS_TO_CLEAR = (
     "AWS_PROFILE",
@@ -36,3 +39,25 @@ def _isolated_environment(request, monkeypatch, tmp_path_factory):
     monkeypatch.setenv("COLUMNS", "120")
     monkeypatch.setenv("TERM", "dumb")
     monkeypatch.setenv("PROMOTER_HOME", str(tmp_path_factory.mktemp("promoter-home")))
+
+
+_SIGN_OFFS = [("integration", "sit-integration", "Integration tests passed in SIT"),
+              ("load", "sit-load-test", "Load test in SIT passed"),
+              ("security", "sit-security-scan", "Security scans of the SIT release clean")]
+
+
+@pytest.fixture
+def signoff_plan(tmp_path) -> Path:
+    """A copy of the shipped plan whose SIT validation is four recorded sign-offs instead of steps that measure:
+    for tests of how the pipeline pauses, resumes and counts approvals."""
+    shipped = Path(__file__).resolve().parents[1] / "plans" / "PROM-CAMP-001.yaml"
+    data = yaml.safe_load(shipped.read_text())
+    known = {c["id"] for c in data["manual_checks"]}
+    data["manual_checks"] += [{"id": gate, "title": title, "envs": ["sit"]} for _s, gate, title in _SIGN_OFFS
+                              if gate not in known]
+    phase = next(p for p in data["phases"] if p["id"] == "sit-validation")
+    phase["steps"] = [{"id": step, "title": title, "action": "approval", "gate": gate}
+                      for step, gate, title in _SIGN_OFFS] + [s for s in phase["steps"] if s["id"] == "signoff"]
+    path = tmp_path / "signoff-plan.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path

@@ -119,7 +119,7 @@ class IntegrationStep:
         result = parse_junit(xml_text, seconds)
         files = {"integration-junit.xml": xml_text, "integration.json": result.to_dict(),
                  "integration.log": proc.stdout[-200_000:]}
-        ctx.ledger.append(ctx.env, "integration", ok=result.ok, api_url=url, pipeline_id=ctx.pipeline_id,
+        ctx.ledger.append(ctx.env, "integration", api_url=url, pipeline_id=ctx.pipeline_id,
                           artifact_sha256=ctx.artifact.sha256, release=ctx.artifact.release, **result.to_dict())
         ran = result.tests - result.skipped
         summary = (f"{ran - result.failures - result.errors}/{ran} integration tests passed against {url} in "

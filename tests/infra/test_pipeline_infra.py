@@ -24,7 +24,8 @@ class Passing:
         return StepOutcome("passed", "ok")
 
 
-def test_infra_steps_plan_wait_for_the_approval_of_that_plan_and_apply_it(workdir, make_plan_file, tmp_path):
+def _pipeline(workdir, make_plan_file, tmp_path, identity: str):
+    """sit-promotion with real terraform steps (the others pass): plan, ledger, ports, infra settings, runner."""
     from promoter.adapters.terraform import TerraformCli
 
     loaded = load_plan(make_plan_file(directory=str(workdir)))
@@ -35,11 +36,15 @@ def test_infra_steps_plan_wait_for_the_approval_of_that_plan_and_apply_it(workdi
     wiring = StepWiring(aws_for=lambda _e: None, ports_for=lambda _e: None)
     ops = {a: Passing() for a in ("preflight", "deploy", "smoke", "status")}
     ops["infra-plan"], ops["infra-apply"] = InfraPlanStep(wiring), InfraApplyStep(wiring)
-    ports = PipelinePorts(operations=ops, ledger=ledger, identity=lambda: "me",
+    ports = PipelinePorts(operations=ops, ledger=ledger, identity=lambda: identity,
                           artifact=lambda _s, _p: ArtifactRef("v1.1.0", "a" * 64, "a.zip"))
-    settings = PromoteSettings(plan=plan, env="sit", phase="sit-promotion", repo=tmp_path)
     infra = InfraSettings.from_plan(plan, "sit", repo=tmp_path)
-    runner = TerraformCli(infra.directory, min_version=infra.min_version)
+    return plan, ledger, ports, infra, TerraformCli(infra.directory, min_version=infra.min_version)
+
+
+def test_infra_steps_plan_wait_for_the_approval_of_that_plan_and_apply_it(workdir, make_plan_file, tmp_path):
+    plan, ledger, ports, infra, runner = _pipeline(workdir, make_plan_file, tmp_path, "me")
+    settings = PromoteSettings(plan=plan, env="sit", phase="sit-promotion", repo=tmp_path)
 
     with pytest.raises(WaitingForApproval) as err:
         promote(settings, ports)
@@ -62,20 +67,9 @@ def test_infra_steps_plan_wait_for_the_approval_of_that_plan_and_apply_it(workdi
 def test_a_plan_reviewed_and_approved_before_the_promotion_is_the_plan_it_applies(workdir, make_plan_file, tmp_path):
     """A CI review job runs `infra plan`; the environment's reviewers approve that plan; the promotion's infra-plan
     step takes it (same sha256) instead of planning again, and infra-apply applies it without waiting."""
-    from promoter.adapters.terraform import TerraformCli
     from promoter.engine.infra import plan_infra
 
-    loaded = load_plan(make_plan_file(directory=str(workdir)))
-    sit = loaded.environment("sit").model_copy(update={"terraform_workspace": "default"})
-    plan = loaded.model_copy(update={"environments": {**loaded.environments, "sit": sit}})
-    ledger = Ledger(tmp_path / "home")
-    wiring = StepWiring(aws_for=lambda _e: None, ports_for=lambda _e: None)
-    ops = {a: Passing() for a in ("preflight", "deploy", "smoke", "status")}
-    ops["infra-plan"], ops["infra-apply"] = InfraPlanStep(wiring), InfraApplyStep(wiring)
-    ports = PipelinePorts(operations=ops, ledger=ledger, identity=lambda: "github:starter",
-                          artifact=lambda _s, _p: ArtifactRef("v1.1.0", "a" * 64, "a.zip"))
-    infra = InfraSettings.from_plan(plan, "sit", repo=tmp_path)
-    runner = TerraformCli(infra.directory, min_version=infra.min_version)
+    plan, ledger, ports, infra, runner = _pipeline(workdir, make_plan_file, tmp_path, "github:starter")
     reviewed = plan_infra(infra, runner, ledger)
     approve_plan(infra, runner, ledger, approver="reviewer", identity="github:reviewer")
 

@@ -48,8 +48,8 @@ COMMANDS: dict[str, CommandEntry] = {
                            "runs and verdicts, the lock holder."),
     "history": CommandEntry("promoter.cli.release", "Runs and their events, from the ledger."),
     "lock": CommandEntry("promoter.cli.release", "The per-environment lock."),
-    "promote": CommandEntry("promoter.cli.promote", "Run the plan's phases for ENV (sit: sit-promotion, "
-                            "sit-validation; prod: prod-promotion) step by step."),
+    "promote": CommandEntry("promoter.cli.promote", "Run the plan's phases for ENV (dev: dev-deployment; "
+                            "sit: sit-promotion, sit-validation; prod: prod-promotion) step by step."),
     "evidence": CommandEntry("promoter.cli.evidence", "The evidence packs of promotion runs: show and verify."),
     "rehearse": CommandEntry("promoter.cli.rehearse", "Run the whole promotion offline against a fresh sandbox and "
                              "report, step by step, what happened."),
@@ -61,6 +61,8 @@ COMMANDS: dict[str, CommandEntry] = {
                              "on any high finding)."),
     "openapi": CommandEntry("promoter.cli.security", "Print the service's OpenAPI document (the file the plan's "
                             "security.openapi names, in the checkout)."),
+    "ci": CommandEntry("promoter.cli.ci", "For CI jobs: the plan's names for a job (outputs), the GitHub reviewers' "
+                       "approvals, job summaries."),
 }
 
 _json_requested = False

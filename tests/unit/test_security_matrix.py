@@ -182,3 +182,24 @@ def test_the_route_table_is_read_from_the_service_in_the_checkout():
     assert declared["GET /v1.0/campaigns/health"] is None
     assert table.groups["campaigns-editor"] == frozenset({"read", "create", "update"})
     assert isinstance(table.routes[0], Route)
+
+
+def test_the_plan_has_a_test_user_for_every_group_of_the_service_and_one_in_no_group():
+    from pathlib import Path
+
+    from promoter.engine.security.routes import load_route_table
+    from promoter.plan import load_plan
+
+    table = load_route_table(Path(__file__).resolve().parents[2], "campaigns_lambda.handler.lambda_handler")
+    assert set(load_plan().security.test_users) == set(table.principals())
+
+
+def test_the_security_step_probes_without_sending_anything():
+    from types import SimpleNamespace
+
+    from promoter.engine.security import SecurityStep
+
+    wiring = SimpleNamespace(api_urls={"sit": "http://127.0.0.1:1"}, aws_for=lambda _env: None)
+    ctx = SimpleNamespace(env="sit", settings=SimpleNamespace(env="sit"))
+    probe = SecurityStep(wiring).probe(ctx)
+    assert probe.would == "run" and "http://127.0.0.1:1" in probe.detail and "authorization matrix" in probe.detail

@@ -59,6 +59,8 @@ REHEARSAL_APPROVER = "promoter rehearse (playing the approvers)"
 REHEARSAL_APPROVER_IDENTITY = "rehearsal:approver"  # never the starter's identity: four eyes holds
 SOAK_MINUTES = 0.25
 SMOKE_BUDGET_MS = 3000.0
+FUZZ_EXAMPLES = 5  # the rehearsal's API fuzzing: examples per operation, and a time bound
+FUZZ_SECONDS = 20.0
 
 
 def pipeline_rehearsal_plan(plan: Plan, envs: list[str], min_invocations: int) -> tuple[Plan, list[str]]:
@@ -97,6 +99,13 @@ def pipeline_rehearsal_plan(plan: Plan, envs: list[str], min_invocations: int) -
         smoke = smoke.model_copy(update={"latency_budget_ms": SMOKE_BUDGET_MS})
         notes.append(f"smoke latency budget {SMOKE_BUDGET_MS:g} ms per request, cold starts included (plan: "
                      f"{plan.smoke.latency_budget_ms:g} ms)")
+    security = plan.security
+    if security.fuzz_max_examples > FUZZ_EXAMPLES or security.fuzz_max_seconds > FUZZ_SECONDS:
+        security = security.model_copy(update={"fuzz_max_examples": min(security.fuzz_max_examples, FUZZ_EXAMPLES),
+                                               "fuzz_max_seconds": min(security.fuzz_max_seconds, FUZZ_SECONDS)})
+        notes.append(f"API fuzzing bounded to {security.fuzz_max_examples} examples per operation and "
+                     f"{security.fuzz_max_seconds:g} s (plan: {plan.security.fuzz_max_examples}, "
+                     f"{plan.security.fuzz_max_seconds:g} s)")
     phases = []
     for phase in plan.phases:
         steps = [s for s in phase.steps if s.env is None or s.env in envs]
@@ -105,7 +114,7 @@ def pipeline_rehearsal_plan(plan: Plan, envs: list[str], min_invocations: int) -
             notes.append(f"{phase.id}: steps on environments not rehearsed are left out ({dropped})")
         phases.append(phase.model_copy(update={"steps": steps}))
     return plan.model_copy(update={"environments": environments, "canary": canary, "phases": phases,
-                                   "smoke": smoke}), notes
+                                   "smoke": smoke, "security": security}), notes
 
 
 class RehearsalInfraPlan:
@@ -234,9 +243,16 @@ def _wiring(plan: Plan, ledger: Ledger, env: str, ctx: dict[str, Any], notes: Ca
     # the validation steps' child processes (the integration suite) reach the sandbox as `sandbox env` points a shell
     sandbox = _sandbox_of(ctx, env)
     suite_env = {env: {**sandbox.env_vars(), "AWS_PROFILE": None}} if sandbox is not None else {}
+
+    def security_tokens(_target: str) -> Any:
+        from promoter.sandbox.tokens import SandboxTokens
+
+        return SandboxTokens(sandbox.state_dir)
+
     return StepWiring(aws_for=aws_for, ports_for=lambda t: release.Ports.for_aws(aws_for(t), plan, t, ledger),
                       api_urls=dict(ctx["api"]), tokens=dict(ctx["tokens"]), preflight_skip=("code", "manual"),
-                      release_observer=notes, suite_env=suite_env)
+                      release_observer=notes, suite_env=suite_env,
+                      security_tokens=security_tokens if sandbox is not None else None)
 
 
 def _promote(settings: RehearsalSettings, plan: Plan, ledger: Ledger, base: Path, env: str, ctx: dict[str, Any],

@@ -30,6 +30,7 @@ class StepWiring:
     terraform_runner: Callable[[Any], Any] | None = None  # InfraSettings -> TerraformRunner
     # env -> variables for the child processes of the validation steps (a sandbox's endpoints; None unsets)
     suite_env: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
+    security_tokens: Callable[[str], Any] | None = None  # env -> the security checks' tokens (a sandbox's users)
 
 
 def prepare(settings: PromoteSettings, progress: Callable[[str], None]) -> ArtifactRef:
@@ -312,11 +313,13 @@ def operations(wiring: StepWiring) -> dict[str, Operation]:
     from promoter.engine.approvals import ApprovalStep
     from promoter.engine.backup import BackupStep
     from promoter.engine.integration import IntegrationStep
+    from promoter.engine.security.step import SecurityStep
 
     return {
         "preflight": PreflightStep(wiring), "infra-plan": InfraPlanStep(wiring), "infra-apply": InfraApplyStep(wiring),
         "deploy": DeployStep(wiring), "smoke": SmokeStep(wiring), "status": StatusStep(wiring),
         "approval": ApprovalStep(), "backup": BackupStep(wiring.aws_for), "integration": IntegrationStep(wiring),
+        "security": SecurityStep(wiring),
     }
 
 

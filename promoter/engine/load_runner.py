@@ -31,7 +31,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, ClassVar
 
 KINDS = ("health", "list", "get", "create", "update", "delete")
 EXPECTED = {"health": 200, "list": 200, "get": 200, "create": 201, "update": 200, "delete": 204}
@@ -40,7 +40,7 @@ EXPECTED = {"health": 200, "list": 200, "get": 200, "create": 201, "update": 200
 def bucket_ms(ms: float) -> int:
     """The histogram bucket of a response time: 1 ms under 100 ms, 10 ms under 1 s, 100 ms above."""
     if ms < 100:
-        return int(round(ms))
+        return round(ms)
     if ms < 1000:
         return int(round(ms, -1))
     return int(round(ms, -2))
@@ -123,7 +123,7 @@ def run(config: dict[str, Any], emit: Emitter) -> int:
         wait_time = constant_throughput(per_user)
         network_timeout = float(config["timeout_s"])
         connection_timeout = float(config["timeout_s"])
-        default_headers = {"Authorization": f"Bearer {config['token']}", "Accept": "application/json"}
+        default_headers: ClassVar[dict[str, str]] = {"Authorization": f"Bearer {config['token']}", "Accept": "application/json"}
 
         def on_start(self) -> None:
             self.own: list[str] = []
@@ -210,13 +210,15 @@ def run(config: dict[str, Any], emit: Emitter) -> int:
         emit("step", step=index, target_rps=target, users=wanted, seconds=step["seconds"],
              elapsed=round(time.monotonic() - started, 3))
         step_end = time.monotonic() + float(step["seconds"])
+        ramping = True  # until every user of the step runs: the achieved rate is judged after it
         next_tick = time.monotonic() + interval
         while not state["stop"]:
             now = time.monotonic()
             if now >= next_tick:
                 current, state["interval"] = state["interval"], Interval()
                 emit("interval", step=index, target_rps=target, users=runner.user_count,
-                     elapsed=round(now - started, 3), seconds=interval, **current.to_dict())
+                     ramp=ramping, elapsed=round(now - started, 3), seconds=interval, **current.to_dict())
+                ramping = runner.user_count != wanted
                 next_tick += interval
                 if now >= step_end - 1e-6:
                     break

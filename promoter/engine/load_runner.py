@@ -123,7 +123,8 @@ def run(config: dict[str, Any], emit: Emitter) -> int:
         wait_time = constant_throughput(per_user)
         network_timeout = float(config["timeout_s"])
         connection_timeout = float(config["timeout_s"])
-        default_headers: ClassVar[dict[str, str]] = {"Authorization": f"Bearer {config['token']}", "Accept": "application/json"}
+        default_headers: ClassVar[dict[str, str]] = {"Authorization": f"Bearer {config['token']}",
+                                                     "Accept": "application/json"}
 
         def on_start(self) -> None:
             self.own: list[str] = []

@@ -131,6 +131,10 @@ class PromoteSettings:
     on_interrupt: Literal["rollback", "hold"] = "rollback"
     lock_wait: float = 0
     target: str | None = None
+    # the load step's profile, compressed for a rehearsal (None: the plan's load.requests_per_second and
+    # load.duration_seconds)
+    load_rate: float | None = None
+    load_duration: float | None = None
 
     def phases(self) -> list[Phase]:
         if self.phase:

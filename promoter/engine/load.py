@@ -454,6 +454,30 @@ def run_load(settings: LoadSettings, *, on_line: OnLine | None = None, report_di
     result = LoadResult(env=settings.env, api_url=settings.api_url, mode="stress" if settings.stress else "load",
                         run_id=settings.run_id, started=time.time())
     child = _Child(settings.python, child_config(settings, steps), report_dir / "load-runner.log")
+    with _sigterm_as_interrupt():
+        return _supervise(settings, steps, result, child, report_dir, aws, clock, on_line)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a CI job cancelled) stops the run as Ctrl-C does: the child removes its data first."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _supervise(settings: LoadSettings, steps: list[dict[str, float]], result: LoadResult, child: _Child,
+               report_dir: Path, aws: Callable[[], Any] | None, clock: Callable[[], float],
+               on_line: OnLine | None) -> LoadResult:
     deadline = clock() + settings.time_limit()
     cleanup_deadline: float | None = None
     interrupted = False

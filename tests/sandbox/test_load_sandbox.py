@@ -143,3 +143,43 @@ def test_load_step_runs_in_a_pipeline_context_and_fails_on_a_failed_verdict(sand
     refused = LoadStep(wiring).run(ctx)
     assert refused.status == "failed" and "error rate" in refused.detail
     assert json.loads(refused.files["load-result.json"])["ok"] is False
+
+
+def test_ctrl_c_stops_the_run_and_removes_its_test_data(sandbox, sandbox_env, load_plan_file, tmp_path):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    plan = load_plan(load_plan_file)
+    cmd = [sys.executable, "-m", "promoter", "load", "--env", "sit", "--plan", str(load_plan_file), "--token",
+           sandbox.token("campaigns-admin"), "--rate", "20", "--duration", "120", "--no-metrics", "--report",
+           str(tmp_path / "r"), "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PROMOTER_HOME": str(tmp_path / "home")})
+    try:
+        # WHEN answers are coming back (a live line with a rate above 0: the first environments started cold)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            rate = re.search(r" s +(\d+) req/s", line)
+            if rate and int(rate.group(1)) > 0:
+                break
+        time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # THEN it stops well before its 120 s, says so in one JSON document, and leaves nothing in the table
+    assert proc.returncode == 1, err
+    doc = json.loads(out)
+    assert doc["error"] == "Interrupted" and "removed its test data" in doc["message"]
+    load = doc["load"]
+    assert load["outcome"] == "interrupted", load
+    assert load["cleanup"]["created"] + load["cleanup"]["swept"] > 0 and load["cleanup"]["left"] == [], load["cleanup"]
+    assert load["totals"]["requests"] > 0
+    assert _campaigns_named(plan.names("sit").table, f"{plan.load.data_prefix}{load['run_id']}-") == []
+    assert (tmp_path / "r" / "load-result.json").exists()

@@ -205,7 +205,9 @@ def run(config: dict[str, Any], emit: Emitter) -> int:
             break
         target = float(step["rate"])
         wanted = max(1, math.ceil(target / per_user))
-        spawn_rate = max(1.0, abs(wanted - users) / spawn_seconds)
+        # a step's users start within its first quarter, so most of the step runs at its full rate
+        ramp_s = max(min(spawn_seconds, float(step["seconds"]) / 4), 0.1)
+        spawn_rate = max(1.0, abs(wanted - users) / ramp_s)
         runner.start(wanted, spawn_rate=spawn_rate)
         users = wanted
         emit("step", step=index, target_rps=target, users=wanted, seconds=step["seconds"],

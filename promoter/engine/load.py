@@ -384,8 +384,14 @@ def child_config(settings: LoadSettings, steps: list[dict[str, float]]) -> dict[
 
 
 def _require_locust(python: str) -> None:
-    probe = subprocess.run([python, "-c", "import locust"], capture_output=True, text=True)
-    if probe.returncode != 0:
+    import importlib.util
+
+    # found without importing it here: importing Locust would monkey-patch this process
+    if python == sys.executable:
+        missing = importlib.util.find_spec("locust") is None
+    else:
+        missing = subprocess.run([python, "-c", "import locust"], capture_output=True).returncode != 0
+    if missing:
         raise ConfigurationError(
             "Locust is not installed for the load generator's interpreter " + python,
             hint="pip install 'promoter[load]' (the `load` extra), then run promoter load again")

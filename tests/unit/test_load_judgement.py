@@ -174,3 +174,14 @@ def test_reports_are_written_and_self_contained(plan, tmp_path):
     html = (tmp_path / "load-report.html").read_text()
     assert html.count("<svg") == 3 and "polyline" in html and "SLA p95 500 ms" in html
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "").replace(result.api_url, "")
+
+
+def test_without_locust_the_run_is_refused_with_the_extra_to_install(plan, tmp_path):
+    from promoter.engine.load import LoadSettings, run_load
+    from promoter.errors import ConfigurationError
+
+    settings = LoadSettings(plan=plan, env="sit", api_url="http://127.0.0.1:9", token="t", python="/bin/false")
+    with pytest.raises(ConfigurationError) as err:
+        run_load(settings, report_dir=tmp_path)
+    assert "promoter[load]" in err.value.hint
+    assert not any(tmp_path.iterdir())  # nothing started, nothing written

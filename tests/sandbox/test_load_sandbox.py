@@ -52,7 +52,8 @@ def test_a_short_run_reports_judges_records_and_leaves_no_test_data(sandbox, san
     assert figures["latency p95"]["threshold"] == plan.sla.p95_ms
     assert figures["error rate"]["threshold"] == plan.sla.error_rate_pct
     assert figures["error rate"]["value"] == 0, doc["totals"]  # a valid mix: nothing the API refuses
-    assert doc["totals"]["requests"] >= 40  # 10 req/s for 8 s, less the ramp and the cold starts
+    # the streamed figures and Locust's own statistics count the same requests
+    assert doc["totals"]["requests"] == sum(k["requests"] for k in doc["kinds"].values()) > 0
     assert {"health", "list", "get", "create", "update"} <= set(doc["kinds"])
     # the function's view, read back from CloudWatch for the same window
     assert doc["lambda"]["invocations"] >= doc["totals"]["requests"] * 0.9, doc["lambda"]

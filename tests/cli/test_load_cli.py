@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -45,3 +46,24 @@ def test_an_unreachable_api_is_a_failed_run_with_its_figures(runner, tmp_path):
     assert doc["totals"]["requests"] > 0 and doc["totals"]["status"].get("none", 0) == doc["totals"]["requests"]
     assert sorted(p.name for p in report.iterdir()) == ["load-history.csv", "load-report.html", "load-result.json",
                                                          "load-runner.log"]
+
+
+def test_the_parent_stops_a_run_that_passes_its_time_limit(tmp_path):
+    from promoter.engine.load import LoadSettings, run_load
+    from promoter.plan import load_plan
+
+    # GIVEN a 600 s run and a clock that jumps past the run's time limit after the child's first line
+    ticks = iter([0.0])
+
+    def clock() -> float:
+        return next(ticks, 1_000_000.0)
+
+    settings = LoadSettings(plan=load_plan(), env="sit", api_url="http://127.0.0.1:9", token="t", rate=5,
+                            duration=600, metrics=False)
+    started = time.monotonic()
+    result = run_load(settings, report_dir=tmp_path, clock=clock)
+    # THEN the child was told to stop at once, ended its run (clean-up included) and the run failed, saying why
+    assert time.monotonic() - started < 60
+    assert result.outcome == "failed"
+    assert any("time limit" in p for p in result.problems)
+    assert result.cleanup is not None and result.cleanup["left"] == []

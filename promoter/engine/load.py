@@ -730,7 +730,9 @@ def write_reports(result: LoadResult, plan: Plan, directory: Path) -> dict[str, 
     result.reports = reports
     paths["json"].write_text(json.dumps(result.to_dict(history=True), indent=2, sort_keys=True, default=str),
                              encoding="utf-8")
-    paths["html"].write_text(render_html(result, plan, rows), encoding="utf-8")
+    # the last, partial second after the users stopped is in the CSV, not on the charts
+    chart_rows = [r for r, i in zip(rows, result.intervals, strict=True) if not i.get("tail")]
+    paths["html"].write_text(render_html(result, plan, chart_rows), encoding="utf-8")
     return reports
 
 
@@ -755,7 +757,10 @@ def _svg_chart(title: str, rows: list[dict[str, Any]], series: list[tuple[str, s
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
                      f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">'
                      f'{ymax * frac:.0f}{unit}</text>')
-    parts.append(f'<text x="{width - right}" y="{height - 8}" font-size="10" text-anchor="end">{xmax:.0f} s</text>')
+    for frac in (0, 0.25, 0.5, 0.75, 1.0):
+        x = left + (width - left - right) * frac
+        parts.append(f'<text x="{x:.1f}" y="{height - 10}" font-size="10" text-anchor="middle">'
+                     f'{xmax * frac:.0f} s</text>')
     if limit:
         parts.append(f'<polyline points="{px(0, limit)} {px(xmax, limit)}" stroke="#c00" stroke-dasharray="5,4" '
                      f'fill="none"/><text x="{width - right}" y="{_y(limit, ymax, height, bottom, top) - 4:.1f}" '

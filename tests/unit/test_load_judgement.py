@@ -185,3 +185,20 @@ def test_without_locust_the_run_is_refused_with_the_extra_to_install(plan, tmp_p
         run_load(settings, report_dir=tmp_path)
     assert "promoter[load]" in err.value.hint
     assert not any(tmp_path.iterdir())  # nothing started, nothing written
+
+
+def test_the_plans_load_section_loads_with_defaults_and_refuses_what_cannot_run(plan):
+    from pydantic import ValidationError
+
+    from promoter.plan.models import Load, LoadMix, LoadStress
+
+    assert plan.load.requests_per_second == 100 and plan.load.duration_seconds == 600
+    assert plan.load.mix.get == 4 and plan.load.stress.ceiling_rps == 400
+    minimal = Load(requests_per_second=10, duration_seconds=60)  # a plan without the new fields still loads
+    assert minimal.mix == LoadMix() and minimal.stress == LoadStress() and minimal.max_lambda_throttles == 0
+    with pytest.raises(ValidationError, match="at least one request kind"):
+        LoadMix(health=0, list=0, get=0, create=0, update=0, delete=0)
+    with pytest.raises(ValidationError, match="ceiling_rps"):
+        LoadStress(start_rps=50, ceiling_rps=10)
+    with pytest.raises(ValidationError):
+        Load(requests_per_second=10, duration_seconds=60, surprise=1)

@@ -103,7 +103,8 @@ def run(config: dict[str, Any], emit: Emitter) -> int:
     per_user = float(config["per_user_rps"])
     mix = {k: float(v) for k, v in config["mix"].items() if float(v) > 0}
     created: set[str] = set()
-    state = {"interval": Interval(), "stop": False, "seq": 0}
+    state = STATE
+    state.update(interval=Interval(), seq=0)
 
     def record(request_type, name, response_time, response_length, response=None, context=None, exception=None,
                **_kw):
@@ -187,11 +188,8 @@ def run(config: dict[str, Any], emit: Emitter) -> int:
     env.events.request.add_listener(record)
     runner = env.create_local_runner()
 
-    def stop(*_args: Any) -> None:
-        state["stop"] = True
-
-    gevent.signal_handler(signal.SIGTERM, stop)
-    gevent.signal_handler(signal.SIGINT, stop)
+    gevent.signal_handler(signal.SIGTERM, _stop)
+    gevent.signal_handler(signal.SIGINT, _stop)
 
     interval = float(config.get("interval", 1.0))
     spawn_seconds = max(float(config.get("spawn_seconds", 5.0)), 0.1)
@@ -315,7 +313,17 @@ def _quote(text: str) -> str:
     return quote(text, safe="")
 
 
+STATE: dict[str, Any] = {"stop": False}
+
+
+def _stop(*_args: Any) -> None:
+    STATE["stop"] = True
+
+
 def main() -> int:
+    # first of all: a stop that comes while Locust is still being imported ends the run as any other stop does
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     config = json.loads(sys.stdin.read())
     emit = Emitter()
     try:

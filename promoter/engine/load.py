@@ -187,7 +187,10 @@ def judge(plan: Plan, span: Span, lambda_data: Mapping[str, Any] | None, cleanup
             note += f", {cleanup['swept']} more found by name and deleted"
         if cleanup.get("sweep_error"):
             note += f"; the sweep by name stopped: {cleanup['sweep_error']}"
-        figures.append(_figure("test data left", left, 0, "<=", "campaigns", "load generator", note))
+        figure = _figure("test data left", left, 0, "<=", "campaigns", "load generator", note)
+        if cleanup.get("sweep_error"):  # what it could not list it cannot say is gone
+            figure = Figure(figure.name, figure.value, 0, "<=", "campaigns", False, figure.source, note)
+        figures.append(figure)
     return figures
 
 
@@ -380,7 +383,9 @@ def child_config(settings: LoadSettings, steps: list[dict[str, float]]) -> dict[
             "health_path": settings.plan.service.health_path,
             "prefix": f"{load.data_prefix}{settings.run_id}-", "per_user_rps": load.per_user_rps,
             "mix": load.mix.model_dump(), "steps": steps, "timeout_s": load.request_timeout_seconds,
-            "spawn_seconds": load.spawn_seconds, "interval": settings.interval}
+            "spawn_seconds": load.spawn_seconds, "interval": settings.interval,
+            # a create left unanswered may still be written until the function's timeout: sweep again after it
+            "settle_s": settings.plan.service.timeout_seconds + 1}
 
 
 def _require_locust(python: str) -> None:

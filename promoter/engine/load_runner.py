@@ -104,7 +104,7 @@ def run(config: dict[str, Any], emit: Emitter) -> int:
     mix = {k: float(v) for k, v in config["mix"].items() if float(v) > 0}
     created: set[str] = set()
     state = STATE
-    state.update(interval=Interval(), seq=0)
+    state.update(interval=Interval(), seq=0, unanswered_creates=0)
 
     def record(request_type, name, response_time, response_length, response=None, context=None, exception=None,
                **_kw):
@@ -128,11 +128,13 @@ def run(config: dict[str, Any], emit: Emitter) -> int:
                                                      "Accept": "application/json"}
 
         def on_start(self) -> None:
+            self.last_status: int | None = None
             self.own: list[str] = []
             self.updates = 0
 
         def _send(self, kind: str, method: str, path: str, body: Any = None) -> Any:
             with self.client.request(method, path, name=kind, json=body, catch_response=True) as resp:
+                self.last_status = resp.status_code
                 if resp.status_code != EXPECTED[kind]:
                     text = (resp.text or "")[:120] if resp.status_code else ""
                     resp.failure(f"{resp.status_code} (expected {EXPECTED[kind]}) {text}".strip())
@@ -148,6 +150,8 @@ def run(config: dict[str, Any], emit: Emitter) -> int:
         def create(self) -> None:
             body = {"name": next_name(), "status": "draft", "description": "load test data, removed at the end"}
             data = self._send("create", "POST", base, body)
+            if data is None and (not self.last_status or self.last_status >= 500):
+                state["unanswered_creates"] += 1  # it may still be written: the clean-up sweeps again later
             if isinstance(data, dict) and data.get("id"):
                 self.own.append(data["id"])
                 created.add(data["id"])
@@ -184,7 +188,9 @@ def run(config: dict[str, Any], emit: Emitter) -> int:
     import logging
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    env = Environment(user_classes=[CampaignsUser], host=config["host"], catch_exceptions=True)
+    # users stop once their request in flight is answered (or timed out): a create is never cut off unseen
+    env = Environment(user_classes=[CampaignsUser], host=config["host"], catch_exceptions=True,
+                      stop_timeout=float(config["timeout_s"]) + 1)
     env.events.request.add_listener(record)
     runner = env.create_local_runner()
 
@@ -243,13 +249,16 @@ def run(config: dict[str, Any], emit: Emitter) -> int:
                          "p99_ms": entry.get_response_time_percentile(0.99),
                          "max_ms": round(entry.max_response_time or 0, 2)}
     emit("summary", kinds=summary, errors={str(k): v.occurrences for k, v in list(env.stats.errors.items())[:20]})
-    emit("cleanup", **cleanup(config, created))
+    emit("cleanup", **cleanup(config, created, resweep_after=float(config.get("settle_s", 10))
+                              if state["unanswered_creates"] else None))
     emit("end", reason=reason)
     return 0
 
 
-def cleanup(config: dict[str, Any], created: set[str]) -> dict[str, Any]:
-    """Delete what the run created, then sweep the collection for names with the run's prefix."""
+def cleanup(config: dict[str, Any], created: set[str], resweep_after: float | None = None) -> dict[str, Any]:
+    """Delete what the run created, then sweep the collection for names with the run's prefix; when a create went
+    unanswered (refused, timed out, cut off), sweep again once the function's timeout has passed, since such a
+    create may still be written."""
     from geventhttpclient import HTTPClient
     from geventhttpclient.url import URL
 
@@ -278,33 +287,45 @@ def cleanup(config: dict[str, Any], created: set[str]) -> dict[str, Any]:
             deleted += 1
         else:
             failed.append(cid)
-    swept, pages, token = 0, 0, None
+    swept, pages = 0, 0
     sweep_error = None
     max_pages = int(config.get("sweep_pages", 200))
-    while pages < max_pages:
-        pages += 1
-        query = "?limit=100" + (f"&next_token={_quote(token)}" if token else "")
-        try:
-            resp = client.request("GET", prefix_path + query, headers=headers)
-            body = json.loads(resp.read() or b"{}")
-        except Exception as exc:
-            sweep_error = f"{type(exc).__name__}: {exc}"
-            break
-        if resp.status_code != 200:
-            sweep_error = f"list answered {resp.status_code}"
-            break
-        for item in body.get("items", []):
-            if str(item.get("name", "")).startswith(config["prefix"]) and item.get("id") not in created:
-                if delete(item["id"]):
-                    swept += 1
-                else:
-                    failed.append(item["id"])
-        token = body.get("next_token")
-        if not token:
-            break
+
+    def sweep() -> None:
+        nonlocal swept, pages, sweep_error
+        token = None
+        for _page in range(max_pages):
+            pages += 1
+            query = "?limit=100" + (f"&next_token={_quote(token)}" if token else "")
+            try:
+                resp = client.request("GET", prefix_path + query, headers=headers)
+                body = json.loads(resp.read() or b"{}")
+            except Exception as exc:
+                sweep_error = f"{type(exc).__name__}: {exc}"
+                return
+            if resp.status_code != 200:
+                sweep_error = f"list answered {resp.status_code}"
+                return
+            for item in body.get("items", []):
+                if str(item.get("name", "")).startswith(config["prefix"]) and item.get("id") not in created:
+                    if delete(item["id"]):
+                        swept += 1
+                        created.add(item["id"])  # counted once, even when the next sweep lists it again
+                    else:
+                        failed.append(item["id"])
+            token = body.get("next_token")
+            if not token:
+                return
+
+    created = set(created)
+    total_created = len(created)
+    sweep()
+    if resweep_after and sweep_error is None:
+        time.sleep(resweep_after)
+        sweep()
     client.close()
-    return {"created": len(created), "deleted": deleted, "swept": swept, "left": failed, "pages": pages,
-            "sweep_error": sweep_error}
+    return {"created": total_created, "deleted": deleted, "swept": swept, "left": failed, "pages": pages,
+            "sweep_error": sweep_error, "swept_twice": bool(resweep_after)}
 
 
 def _quote(text: str) -> str:

@@ -202,3 +202,9 @@ def test_the_plans_load_section_loads_with_defaults_and_refuses_what_cannot_run(
         LoadStress(start_rps=50, ceiling_rps=10)
     with pytest.raises(ValidationError):
         Load(requests_per_second=10, duration_seconds=60, surprise=1)
+
+
+def test_test_data_that_could_not_be_listed_is_not_called_gone(plan):
+    cleanup = {"created": 0, "deleted": 0, "swept": 0, "left": [], "sweep_error": "ConnectionRefusedError"}
+    figure = by_name(judge(plan, Span.of([interval()]), None, cleanup))["test data left"]
+    assert figure.ok is False and "ConnectionRefusedError" in figure.note

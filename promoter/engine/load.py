@@ -567,8 +567,13 @@ def _supervise(settings: LoadSettings, steps: list[dict[str, float]], result: Lo
                                          sent=result.span().requests, wait_s=0 if interrupted else wait)
     result.figures = judge(settings.plan, result.span(), result.lambda_data, result.cleanup)
     if settings.stress:
-        result.figures = _stress_figures(result) + [f for f in result.figures if f.source == "cloudwatch"
-                                                    or f.name == "test data left"]
+        # a stress run breaks on purpose: its verdict is the failure point found and the data removed; the
+        # function's figures are reported beside it, not judged
+        reported = [Figure(f.name, f.value, f.threshold, f.comparison, f.unit, None, f.source,
+                           (f.note + "; " if f.note else "") + "reported, not judged, in a stress run")
+                    for f in result.figures if f.source == "cloudwatch"]
+        result.figures = _stress_figures(result) + reported + [f for f in result.figures
+                                                                if f.name == "test data left"]
     if interrupted:
         result.outcome = "interrupted"
     elif result.problems or not verdict(result.figures):

@@ -91,6 +91,7 @@ def test_stress_finds_the_failure_point_under_a_low_reserved_concurrency(sandbox
     finally:
         lam.delete_function_concurrency(FunctionName=function)
     doc = json.loads(result.stdout)
+    assert result.exit_code == 0 and doc["ok"] is True, result.output  # finding the failure point is the goal
     stress = doc["stress"]
     # THEN a failure point within the ceiling, the ramp stopped there, and what broke is named
     assert stress["found"] is True, doc["steps"]

@@ -498,8 +498,7 @@ def _supervise(settings: LoadSettings, steps: list[dict[str, float]], result: Lo
     try:
         while not ended:
             try:
-                wait = 0.5
-                line = child.lines.get(timeout=wait)
+                line = child.lines.get(timeout=0.5)
             except queue.Empty:
                 line = {"type": "tick"}
             except KeyboardInterrupt:
@@ -582,9 +581,16 @@ def _supervise(settings: LoadSettings, steps: list[dict[str, float]], result: Lo
         result.outcome = "passed"
     result.reports = write_reports(result, settings.plan, report_dir)
     if interrupted:
-        exc = Interrupted(f"load run {settings.run_id} interrupted; the load generator stopped and removed its test "
-                          "data" + ("" if not (result.cleanup or {}).get("left") else " except "
-                                    f"{len(result.cleanup['left'])} campaigns"),
+        prefix = f"{settings.plan.load.data_prefix}{settings.run_id}-"
+        if result.cleanup is None:
+            removed = f"its clean-up did not report: campaigns named {prefix}* may be left"
+        elif result.cleanup.get("left") or result.cleanup.get("sweep_error"):
+            removed = (f"its clean-up left {len(result.cleanup.get('left') or [])} campaigns named {prefix}*"
+                       + (f" and could not list the rest ({result.cleanup['sweep_error']})"
+                          if result.cleanup.get("sweep_error") else ""))
+        else:
+            removed = "the load generator stopped and removed its test data"
+        exc = Interrupted(f"load run {settings.run_id} interrupted; {removed}",
                           hint=f"reports so far in {report_dir}", exit_code=1)
         exc.details = {"load": result.to_dict()}
         raise exc

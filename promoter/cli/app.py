@@ -41,6 +41,8 @@ COMMANDS: dict[str, CommandEntry] = {
                            "alias with canary analysis, roll back automatically on a failed verdict."),
     "smoke": CommandEntry("promoter.cli.smoke", "Run the runbook's six smoke tests against the environment's API "
                           "(exit 1 on any failure)."),
+    "load": CommandEntry("promoter.cli.load", "Load-test the environment's API with the plan's profile and judge "
+                         "it against the plan's SLA (exit 1 on a failed figure)."),
     "rollback": CommandEntry("promoter.cli.release", "Move the alias to a released version at 100 % now "
                              "(RevisionId-guarded, verified, recorded)."),
     "abort": CommandEntry("promoter.cli.release", "Roll an interrupted deploy back to its recorded stable version."),

@@ -132,6 +132,10 @@ class PromoteSettings:
     lock_wait: float = 0
     target: str | None = None
     security_max_examples: int | None = None  # the security step's fuzzing bound (None: the plan's)
+    # the load step's profile, compressed for a rehearsal (None: the plan's load.requests_per_second and
+    # load.duration_seconds)
+    load_rate: float | None = None
+    load_duration: float | None = None
 
     def phases(self) -> list[Phase]:
         if self.phase:

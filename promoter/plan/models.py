@@ -333,9 +333,53 @@ class Smoke(_Strict):
     test_campaign: SmokeCampaign
 
 
+class LoadMix(_Strict):
+    """Relative weights of the request kinds a load run sends (0 leaves a kind out)."""
+
+    health: float = Field(1, ge=0)
+    list: float = Field(2, ge=0)
+    get: float = Field(4, ge=0)
+    create: float = Field(1, ge=0)
+    update: float = Field(1, ge=0)
+    delete: float = Field(1, ge=0)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> LoadMix:
+        if not any(self.model_dump().values()):
+            raise ValueError("load.mix: at least one request kind needs a weight above 0")
+        return self
+
+
+class LoadStress(_Strict):
+    """``promoter load --stress``: the rate rises from ``start_rps`` by ``step_rps`` every ``step_seconds`` until
+    the SLA breaks or errors appear, never above ``ceiling_rps`` nor longer than ``time_limit_seconds``."""
+
+    start_rps: float = Field(25, gt=0)
+    step_rps: float = Field(25, gt=0)
+    step_seconds: int = Field(60, gt=0)
+    ceiling_rps: float = Field(400, gt=0)
+    time_limit_seconds: int = Field(1800, gt=0)
+
+    @model_validator(mode="after")
+    def _ceiling(self) -> LoadStress:
+        if self.ceiling_rps < self.start_rps:
+            raise ValueError("load.stress.ceiling_rps must not be below start_rps")
+        return self
+
+
 class Load(_Strict):
     requests_per_second: float = Field(gt=0)
     duration_seconds: int = Field(gt=0)
+    mix: LoadMix = LoadMix()
+    per_user_rps: float = Field(1.0, gt=0)  # each simulated user's pace: users = rate / per_user_rps
+    spawn_seconds: float = Field(10, ge=0)  # users start over this long, so environments warm up in turn
+    data_prefix: str = Field("promoter-load-", min_length=3)  # the names of the campaigns a run creates
+    request_timeout_seconds: float = Field(10, gt=0)
+    min_achieved_pct: float = Field(95, gt=0, le=100)  # of the target rate, or the rate was not held
+    max_lambda_throttles: int = Field(0, ge=0)
+    max_dynamodb_throttles: int = Field(0, ge=0)
+    metrics_wait_seconds: float = Field(300, ge=0)  # how long to wait for the window's CloudWatch data
+    stress: LoadStress = LoadStress()
 
 
 class Security(_Strict):

@@ -81,7 +81,7 @@ class IntegrationStep:
         return Probe("run", f"the integration suite {SUITE} against {ctx.env}")
 
     def run(self, ctx: StepContext) -> StepOutcome:
-        from promoter.engine.steps import SmokeStep
+        from promoter.engine.steps import api_url
 
         suite = self._suite(ctx)
         if not suite.is_file():
@@ -89,7 +89,7 @@ class IntegrationStep:
         if importlib.util.find_spec("pytest") is None:
             return StepOutcome("failed", "the integration suite needs pytest, which is not installed with promoter "
                                "here: pip install 'promoter[validation]'")
-        url = SmokeStep(self.w)._url(ctx)
+        url = api_url(self.w, ctx)
         env = dict(os.environ)
         for key, value in (self.w.suite_env.get(ctx.env) or {}).items():
             if value is None:

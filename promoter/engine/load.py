@@ -876,12 +876,9 @@ class LoadStep:
         self.w = wiring
 
     def _url(self, ctx: Any) -> str:
-        from promoter.engine.smoke import api_url_for
+        from promoter.engine.steps import api_url
 
-        if ctx.env in self.w.api_urls:
-            return self.w.api_urls[ctx.env]
-        override = None if ctx.env == ctx.settings.env else f"https://{ctx.plan.environment(ctx.env).domain}"
-        return api_url_for(ctx.plan, ctx.env, override)
+        return api_url(self.w, ctx)
 
     def _settings(self, ctx: Any, url: str, token: str) -> LoadSettings:
         params = ctx.step.model_dump() if hasattr(ctx.step, "model_dump") else {}

@@ -61,6 +61,10 @@ SOAK_MINUTES = 0.25
 SMOKE_BUDGET_MS = 3000.0
 FUZZ_EXAMPLES = 5  # the rehearsal's API fuzzing: examples per operation, and a time bound
 FUZZ_SECONDS = 20.0
+LOAD_RATE = 20.0  # the rehearsal's load test: what two cores serve through the sandbox within the SLA
+LOAD_SECONDS = 20.0
+LOAD_SPAWN_SECONDS = 3.0
+LOAD_METRICS_WAIT = 10.0
 
 
 def pipeline_rehearsal_plan(plan: Plan, envs: list[str], min_invocations: int) -> tuple[Plan, list[str]]:
@@ -106,6 +110,14 @@ def pipeline_rehearsal_plan(plan: Plan, envs: list[str], min_invocations: int) -
         notes.append(f"API fuzzing bounded to {security.fuzz_max_examples} examples per operation and "
                      f"{security.fuzz_max_seconds:g} s (plan: {plan.security.fuzz_max_examples}, "
                      f"{plan.security.fuzz_max_seconds:g} s)")
+    load = plan.load
+    if load.spawn_seconds > LOAD_SPAWN_SECONDS or load.metrics_wait_seconds > LOAD_METRICS_WAIT:
+        load = load.model_copy(update={"spawn_seconds": min(load.spawn_seconds, LOAD_SPAWN_SECONDS),
+                                       "metrics_wait_seconds": min(load.metrics_wait_seconds, LOAD_METRICS_WAIT)})
+        notes.append(f"load test at {LOAD_RATE:g} req/s for {LOAD_SECONDS:g} s, users started over "
+                     f"{load.spawn_seconds:g} s, CloudWatch awaited {load.metrics_wait_seconds:g} s (plan: "
+                     f"{plan.load.requests_per_second:g} req/s for {plan.load.duration_seconds} s; two cores hold "
+                     "about 25 req/s through the sandbox with the SLA's p95)")
     phases = []
     for phase in plan.phases:
         steps = [s for s in phase.steps if s.env is None or s.env in envs]
@@ -114,7 +126,7 @@ def pipeline_rehearsal_plan(plan: Plan, envs: list[str], min_invocations: int) -
             notes.append(f"{phase.id}: steps on environments not rehearsed are left out ({dropped})")
         phases.append(phase.model_copy(update={"steps": steps}))
     return plan.model_copy(update={"environments": environments, "canary": canary, "phases": phases,
-                                   "smoke": smoke, "security": security}), notes
+                                   "smoke": smoke, "security": security, "load": load}), notes
 
 
 class RehearsalInfraPlan:
@@ -272,7 +284,8 @@ def _promote(settings: RehearsalSettings, plan: Plan, ledger: Ledger, base: Path
     ports.operations = ops
     defaults = {"release": GOOD_RELEASE, "allow_untagged": True, "repo": settings.repo, "out_dir": base / "dist",
                 "bake_seconds": settings.bake_seconds, "analysis_interval": settings.analysis_interval,
-                "target": "lambda"}
+                "target": "lambda", "load_rate": LOAD_RATE, "load_duration": LOAD_SECONDS,
+                "security_max_examples": FUZZ_EXAMPLES}
     ps = pipeline.PromoteSettings(plan=plan, env=env, **{**defaults, **options})
 
     def on_event(event: Any) -> None:

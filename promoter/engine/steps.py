@@ -257,12 +257,7 @@ class SmokeStep:
         return Probe("run", f"the runbook's smoke tests against {self._url(ctx)}")
 
     def _url(self, ctx: StepContext) -> str:
-        from promoter.engine.smoke import api_url_for
-
-        if ctx.env in self.w.api_urls:
-            return self.w.api_urls[ctx.env]
-        override = None if ctx.env == ctx.settings.env else f"https://{ctx.plan.environment(ctx.env).domain}"
-        return api_url_for(ctx.plan, ctx.env, override)
+        return api_url(self.w, ctx)
 
     def run(self, ctx: StepContext) -> StepOutcome:
         from promoter.adapters.http import HttpClient
@@ -285,6 +280,17 @@ class SmokeStep:
             bad = [f"{t['name']}: {'; '.join(t['problems'])}" for t in data["tests"] if not t["ok"]]
             return StepOutcome("failed", "smoke failures: " + " | ".join(bad + data["skipped"]), outputs, files=files)
         return StepOutcome("passed", f"{data['passed']} smoke requests passed against {url}", outputs, files=files)
+
+
+def api_url(wiring: StepWiring, ctx: StepContext) -> str:
+    """The API a step that sends requests talks to: the wiring's URL for the environment, else the plan's domain
+    (``PROMOTER_API_URL`` too, for the environment the promotion is for)."""
+    from promoter.engine.smoke import api_url_for
+
+    if ctx.env in wiring.api_urls:
+        return wiring.api_urls[ctx.env]
+    override = None if ctx.env == ctx.settings.env else f"https://{ctx.plan.environment(ctx.env).domain}"
+    return api_url_for(ctx.plan, ctx.env, override)
 
 
 class StatusStep:
@@ -313,13 +319,14 @@ def operations(wiring: StepWiring) -> dict[str, Operation]:
     from promoter.engine.approvals import ApprovalStep
     from promoter.engine.backup import BackupStep
     from promoter.engine.integration import IntegrationStep
+    from promoter.engine.load import LoadStep
     from promoter.engine.security.step import SecurityStep
 
     return {
         "preflight": PreflightStep(wiring), "infra-plan": InfraPlanStep(wiring), "infra-apply": InfraApplyStep(wiring),
         "deploy": DeployStep(wiring), "smoke": SmokeStep(wiring), "status": StatusStep(wiring),
         "approval": ApprovalStep(), "backup": BackupStep(wiring.aws_for), "integration": IntegrationStep(wiring),
-        "security": SecurityStep(wiring),
+        "security": SecurityStep(wiring), "load": LoadStep(wiring),
     }
 
 

@@ -284,7 +284,7 @@ class ManualCheck(_Strict):
 # The operations a phase step may name. A step is data, never a shell string: the pipeline maps each action to
 # the engine operation of the same name.
 StepAction = Literal["preflight", "infra-plan", "infra-apply", "deploy", "smoke", "backup", "approval", "status",
-                     "integration", "security"]
+                     "integration", "security", "load"]
 MANUAL_ACTIONS = frozenset({"approval", "infra-apply"})  # steps that wait for a person's recorded approval
 _STEP_ENV_ACTIONS = frozenset({"preflight", "smoke", "status"})  # read-only steps that may look at another env
 

@@ -24,12 +24,9 @@ class SecurityStep:
         self.tokens_for = tokens_for or getattr(wiring, "security_tokens", None)
 
     def _url(self, ctx: StepContext) -> str:
-        from promoter.engine.smoke import api_url_for
+        from promoter.engine.steps import api_url
 
-        if ctx.env in self.w.api_urls:
-            return self.w.api_urls[ctx.env]
-        override = None if ctx.env == ctx.settings.env else f"https://{ctx.plan.environment(ctx.env).domain}"
-        return api_url_for(ctx.plan, ctx.env, override)
+        return api_url(self.w, ctx)
 
     def probe(self, ctx: StepContext) -> Probe:
         return Probe("run", f"security checks against {self._url(ctx)}: authorization matrix, injection, "

@@ -592,22 +592,26 @@ class _Run:
             window = canary_mod.query_window(started_wall, self.p.wall())
             stable = self.stable if step.weight < 100 else None
             observation = self.p.metrics.observe(self.candidate, stable, window)
+            judged_with = {"preexisting_alarms": list(self.preexisting_alarms), "canary_weight": weight}
             verdict = canary_mod.judge(observation, self.thresholds, preexisting_alarms=self.preexisting_alarms,
                                        canary_weight=weight)
             self.preexisting_alarms = canary_mod.still_preexisting(self.preexisting_alarms,
                                                                    observation.alarms_in_alarm)
             elapsed = clock.now() - started
+            data_seen = canary_mod.data_covers(observation, step_started=started_wall, bake_seconds=step.bake_seconds)
             action, why = canary_mod.next_action(
                 verdict, elapsed=elapsed, bake_seconds=step.bake_seconds,
                 max_extension_seconds=timing.extension_seconds, on_inconclusive=plan_canary.on_inconclusive,
-                data_seen=canary_mod.data_covers(observation, step_started=started_wall,
-                                                 bake_seconds=step.bake_seconds),
+                data_seen=data_seen,
             )
             following = timing.next_analysis(elapsed) if action == "wait" else None
+            # what judged this verdict beyond the observation and thresholds, so `promoter replay` can judge it again
+            judged_with.update(bake_seconds=step.bake_seconds, extension_seconds=timing.extension_seconds,
+                               on_inconclusive=plan_canary.on_inconclusive, data_seen=data_seen)
             entry = {"step": step.weight, "elapsed": round(elapsed, 2), "action": action, "why": why,
                      "window": window.to_dict(), "deadline": timing.deadline,
                      "next_analysis": None if following is None else round(following, 2),
-                     **verdict.to_dict()}
+                     "judged_with": judged_with, **verdict.to_dict()}
             self.record.verdicts.append(entry)
             self.log("verdict", **entry)
             self.emit(ReleaseEvent("verdict", entry))

@@ -646,6 +646,10 @@ class _Run:
         except Exception as exc:
             return self._rollback_failed(reason, exc)
         self.end(outcome, reason, verdict=verdict.to_dict() if verdict else None)
+        self.p.notify("rolled-back", f"{self.record.release} rolled back to version {self.stable}: {reason}",
+                      release=self.record.release, run_id=self.record.run_id, to=self.stable,
+                      line=verdict.line if verdict else None,
+                      numbers=verdict.observation.to_dict() if verdict else None)
         raise ReleaseFailed(f"rolled back to version {self.stable}: {reason}",
                             hint=f"details: promoter history --env {self.env}")
 
@@ -678,6 +682,9 @@ class _Run:
         command = manual_rollback_command(self.p.function, self.p.alias, self.stable, self.p.region)
         detail = exc.detail if isinstance(exc, _Foreign) else str(exc)
         self.end("rollback-failed", f"{reason}; rollback failed: {detail}", manual_command=command)
+        self.p.notify("rollback-failed", f"{self.record.release}: release failed ({reason}) and the rollback failed: "
+                      f"{detail}; roll back with promoter abort --env {self.env}, or by hand: {command}",
+                      release=self.record.release, run_id=self.record.run_id, manual_command=command)
         raise RollbackFailed(f"release failed ({reason}) and the rollback failed: {detail}",
                              hint=f"roll back with promoter abort --env {self.env} (recorded); if promoter cannot "
                              f"reach the alias, by hand: {command}")

@@ -199,3 +199,26 @@ def notifier_for(plan: Any, env: str, aws: Any, ledger: Ledger | None) -> Notifi
     elif where:
         notifier.notes.append(where)
     return notifier
+
+
+def pipeline_notifications(notifier: Notifier) -> Callable[[Any], None]:
+    """A pipeline observer (``PipelinePorts.notify``) that tells the plan's targets of a promotion's start, each
+    step that passed, and a wait for an approval with the command that records it."""
+
+    def on(event: Any) -> None:
+        d = event.data
+        if event.kind == "start":
+            notifier.notify("promotion-started", f"promotion of {d.get('release')} started: "
+                            f"{' + '.join(d.get('phases') or [])}{' (resumed)' if d.get('resumed') else ''}",
+                            release=d.get("release"), pipeline_id=d.get("pipeline_id"),
+                            artifact_sha256=d.get("artifact_sha256"))
+        elif event.kind == "step-end" and d.get("status") == "passed":
+            notifier.notify("step-passed", f"{d.get('step_key')} passed: {d.get('title')}", step=d.get("step_key"),
+                            detail=d.get("detail"))
+        elif event.kind == "end" and d.get("outcome") == "waiting":
+            waiting = d.get("waiting_for") or {}
+            notifier.notify("waiting-approval", f"{waiting.get('step')} ({waiting.get('title')}) waits for an "
+                            f"approval; record it with: {waiting.get('command')}", step=waiting.get("step"),
+                            command=waiting.get("command"), pipeline_id=d.get("pipeline_id"))
+
+    return on

@@ -161,7 +161,7 @@ def test_a_release_that_starts_failing_inside_the_window_is_rolled_back(sandbox,
 
 
 def test_a_breach_after_the_window_only_notifies(sandbox, built, hooks):
-    _set_watch(sandbox, window_minutes=0, soak_minutes=4, until_minutes=4)
+    _set_watch(sandbox, window_minutes=0, soak_minutes=6, until_minutes=6)
     with _traffic(sandbox):
         deployed = _deploy("--artifact", str(built.good), "--all-at-once", "watch test",
                            "--env-var", "CHAOS_ERROR_RATE=0.3", "--env-var", "CHAOS_START_AFTER=8", "--json")
@@ -169,11 +169,14 @@ def test_a_breach_after_the_window_only_notifies(sandbox, built, hooks):
         result = _run("watch", "--env", ENV, "--time-scale", SCALE, "--json")
     assert result.exit_code == 1, result.output
     doc = json.loads(result.stdout)
-    assert [c["decision"] for c in doc["checks"]] == ["page", "page"]
+    decisions = [c["decision"] for c in doc["checks"]]
+    # the first errors may only breach the SLA (reported); the rollback trigger after the window pages
+    assert len(decisions) == 3 and "page" in decisions and set(decisions) <= {"ok", "report", "page"}, decisions
     assert _alias(sandbox) == {"version": "2", "weights": {}}  # traffic never moved
+    assert Ledger(sandbox.home).runs(ENV)[-1]["kind_of_run"] == "deploy"  # no rollback run
     assert Ledger(sandbox.home).records(ENV, kind="watch-soak")[0]["outcome"] == "failed"
-    assert hooks.webhook.events().count("watch-breach") == 2
-    assert {b["severity"] for b in hooks.webhook.bodies if b["event"] == "watch-breach"} == {"page"}
+    breaches = [b["severity"] for b in hooks.webhook.bodies if b["event"] == "watch-breach"]
+    assert breaches == [{"report": "sla", "page": "page"}[d] for d in decisions if d != "ok"]
 
 
 def test_replay_of_a_rolled_back_faulty_canary_with_a_looser_threshold_would_not_have_rolled_back(sandbox, built):

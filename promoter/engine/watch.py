@@ -308,6 +308,8 @@ class _Watch:
                     return self.result("completed")
                 if self.s.once:
                     return self.result("waiting")
+                self.emit(ReleaseEvent("progress", {"message": f"next check {done + 1}/{len(self.schedule.offsets)} "
+                                                               f"in {self.began + following - self.p.wall():.0f}s"}))
                 self._sleep_until(self.began + following)
                 continue
             outcome = self.check(due[0], due[1], checks, soak)

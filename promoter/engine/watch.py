@@ -7,7 +7,8 @@ Stages of :func:`watch`:
    tag), from the ledger; its 100 % moment starts the schedule. The first watch records ``watch-start`` with the
    schedule it follows, so a restarted watch (or the next ``--once`` of a cron job) continues it;
 2. **wait** (foreground only) until the next check is due, on the ports' clock;
-3. **check**: read the live version's numbers since the previous check (:class:`~promoter.engine.runs.
+3. **check**: read the live version's numbers over the schedule's window since the previous check, ending
+   ``data_lag_seconds`` before the check is due, since metrics arrive late (:class:`~promoter.engine.runs.
    MetricSource`, stable ``None``) and the service figures (concurrency, DynamoDB throttling), judge them twice
    with :func:`promoter.engine.canary.judge`: against the rollback thresholds and against the SLA; record a
    ``watch-check`` with every number and both verdicts;
@@ -68,6 +69,7 @@ class Schedule:
     rollback_window: float
     soak: float
     time_scale: float = 1.0
+    data_lag: float = 0.0  # each check reads up to this long before it is due
 
     @classmethod
     def from_plan(cls, watch: Watch, time_scale: float = 1.0) -> Schedule:
@@ -86,7 +88,7 @@ class Schedule:
             start = until
         scale = 1.0 / time_scale
         return cls(tuple(round(o * scale, 6) for o in offsets), watch.rollback_window_minutes * 60 * scale,
-                   watch.soak_minutes * 60 * scale, time_scale)
+                   watch.soak_minutes * 60 * scale, time_scale, watch.data_lag_seconds * scale)
 
     def in_window(self, offset: float) -> bool:
         return offset <= self.rollback_window + EPS
@@ -100,12 +102,19 @@ class Schedule:
 
     def to_dict(self) -> dict[str, Any]:
         return {"offsets": list(self.offsets), "rollback_window": self.rollback_window, "soak": self.soak,
-                "time_scale": self.time_scale}
+                "time_scale": self.time_scale, "data_lag": self.data_lag}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Schedule:
         return cls(tuple(float(o) for o in data["offsets"]), float(data["rollback_window"]), float(data["soak"]),
-                   float(data.get("time_scale", 1.0)))
+                   float(data.get("time_scale", 1.0)), float(data.get("data_lag", 0.0)))
+
+    def window(self, index: int, previous: int | None) -> tuple[float, float]:
+        """Seconds after 100 % that check ``index`` reads, after check ``previous`` (None: the first): the
+        schedule's boundaries moved back by the data lag, so consecutive checks read consecutive windows
+        whenever they actually ran."""
+        start = 0.0 if previous is None else max(0.0, self.offsets[previous] - self.data_lag)
+        return start, max(start + 1.0, self.offsets[index] - self.data_lag)
 
 
 def due_check(schedule: Schedule, elapsed: float, done: int) -> tuple[int, list[int]] | None:
@@ -341,8 +350,8 @@ class _Watch:
             self.log("watch-end", outcome="superseded", reason=reason)
             return self.result("superseded")
         now = self.p.wall()
-        since = float(previous[-1]["checked_at"]) if previous else self.began
-        window = canary_mod.query_window(since, now)
+        start, end = self.schedule.window(index, int(previous[-1]["index"]) if previous else None)
+        window = canary_mod.query_window(self.began + start, self.began + end)
         observation = self.p.metrics.observe(version, None, window)
         rollback = canary_mod.judge(observation, self.rollback_t)
         sla = canary_mod.judge(observation, self.sla_t)

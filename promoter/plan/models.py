@@ -363,6 +363,9 @@ class Watch(_Strict):
     soak_minutes: float = Field(4320, ge=0)
     # DynamoDB throttled requests on the table in one check's window above this are an SLA breach
     dynamodb_throttles: int = Field(0, ge=0)
+    # how late metrics arrive (Lambda's on CloudWatch: a few minutes): each check reads the schedule's window
+    # ending this long before it is due, so no datapoint falls between two checks
+    data_lag_seconds: float = Field(180, ge=0, le=3600)
 
     @model_validator(mode="after")
     def _ascending(self) -> Watch:
@@ -371,6 +374,10 @@ class Watch(_Strict):
             raise ValueError(f"watch.periods: until_minutes must strictly increase, got {ends}")
         if self.periods and self.soak_minutes > ends[-1]:
             raise ValueError(f"watch.soak_minutes {self.soak_minutes:g} is past the last check at {ends[-1]:g}")
+        shortest = min((p.every_minutes for p in self.periods), default=0) * 60
+        if self.periods and self.data_lag_seconds >= shortest:
+            raise ValueError(f"watch.data_lag_seconds {self.data_lag_seconds:g} must be shorter than the shortest "
+                             f"interval between checks, {shortest:g} s")
         return self
 
 

@@ -42,11 +42,12 @@ def _run(*args: str):
 
 
 def _set_watch(s, *, window_minutes: float, soak_minutes: float, until_minutes: float = 12) -> None:
-    """The test plan's watch: a check every 2 minutes (2 s at --time-scale 60) to ``until_minutes``."""
+    """The test plan's watch: a check every 2 minutes (2 s at --time-scale 60) to ``until_minutes``, each
+    reading up to a minute (1 s) before it is due: the sandbox flushes its metrics every second."""
     data = yaml.safe_load(s.plan_file.read_text())
     data["watch"] = {"periods": [{"until_minutes": until_minutes, "every_minutes": 2}],
                      "rollback_window_minutes": window_minutes, "soak_minutes": soak_minutes,
-                     "dynamodb_throttles": 0}
+                     "dynamodb_throttles": 0, "data_lag_seconds": 60}  # 1 s at --time-scale 60
     s.plan_file.write_text(yaml.safe_dump(data, sort_keys=False))
 
 

@@ -43,6 +43,12 @@ def test_time_scale_compresses_every_duration():
         w.Schedule.from_plan(plan, time_scale=0)
 
 
+def test_the_data_lag_must_be_shorter_than_the_checks_interval():
+    with pytest.raises(ValueError, match="data_lag_seconds"):
+        Watch(periods=[WatchPeriod(until_minutes=60, every_minutes=2)], soak_minutes=60, rollback_window_minutes=0,
+              data_lag_seconds=120)
+
+
 def test_due_check_is_the_latest_due_and_names_the_missed_ones():
     schedule = w.Schedule((10.0, 20.0, 30.0, 40.0), 20.0, 30.0)
     assert w.due_check(schedule, 5, 0) is None
@@ -108,7 +114,7 @@ def _plan(window_minutes: float = 2, soak_minutes: float = 3):
     plan = load_plan()
     watch = Watch(periods=[WatchPeriod(until_minutes=2, every_minutes=1), WatchPeriod(until_minutes=4,
                                                                                       every_minutes=1)],
-                  rollback_window_minutes=window_minutes, soak_minutes=soak_minutes)
+                  rollback_window_minutes=window_minutes, soak_minutes=soak_minutes, data_lag_seconds=10)
     return plan.model_copy(update={"watch": watch})
 
 
@@ -155,7 +161,11 @@ def test_once_does_only_what_is_due_and_a_restart_continues_the_schedule(live):
     live.clock.sleep(130)  # a cron that missed one: the one check covers both minutes
     third = w.watch(settings, live.ports, notifier=live.notes)
     assert [(c["index"], c["missed"]) for c in third.checks] == [(2, [1])]
-    assert live.metrics.windows[-1].start == pytest.approx(second.checks[0]["checked_at"])
+    # consecutive windows on the schedule's boundaries, each ending the data lag (10 s) before its check
+    began = second.checks[0]["due_at"] - 60
+    first, last = live.metrics.windows
+    assert (first.start - began, first.start + first.elapsed - began) == pytest.approx((0, 50))
+    assert (last.start - began, last.start + last.elapsed - began) == pytest.approx((50, 170))
     assert len(_kinds(live.ledger, "watch-start")) == 1  # the restart kept the first schedule
     summary = w.ledger_summary(live.ledger, ENV, live.clock.wall())
     assert summary["checks"] == 2 and summary["checks_green"] == 2 and summary["next_check_in"] == pytest.approx(49)
@@ -257,6 +267,7 @@ def test_the_passport_reads_the_watchs_soak(live):
 
 
 def test_sleeping_uses_the_clock_not_time(live, monkeypatch):
+    settings = w.WatchSettings(plan=_plan(), env=ENV)
     monkeypatch.setattr(time, "sleep", lambda _s: pytest.fail("the watch slept on the real clock"))
-    result = w.watch(w.WatchSettings(plan=_plan(), env=ENV), live.ports)
+    result = w.watch(settings, live.ports)
     assert result.outcome == "completed"

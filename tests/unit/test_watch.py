@@ -271,3 +271,16 @@ def test_sleeping_uses_the_clock_not_time(live, monkeypatch):
     monkeypatch.setattr(time, "sleep", lambda _s: pytest.fail("the watch slept on the real clock"))
     result = w.watch(settings, live.ports)
     assert result.outcome == "completed"
+
+
+def test_status_shows_the_watch(live):
+    from promoter.cli.release import watch_line
+
+    w.watch(w.WatchSettings(plan=_plan(), env=ENV, once=True), live.ports)
+    live.clock.sleep(61)
+    w.watch(w.WatchSettings(plan=_plan(), env=ENV, once=True), live.ports)
+    summary = w.ledger_summary(live.ledger, ENV, live.clock.wall())
+    assert summary["soak_seconds_left"] == pytest.approx(180 - 61)
+    line = watch_line(summary)
+    assert line.startswith("watch of v1.1.0 (version 2): 1 of 1 checks green, 0 not, 4 scheduled")
+    assert "next check in 59s (inside the rollback window)" in line and "soak pending, 119s left" in line

@@ -433,6 +433,11 @@ def watch_line(w: dict[str, Any]) -> str:
     """The watch of the last release at 100 %: checks, the next one, the soak."""
     head = f"watch of {w.get('release')} (version {w.get('version')}): {w['checks_green']} of {w['checks']} checks " \
         f"green, {w['checks_failed']} not, {w['of_checks']} scheduled"
+    criteria = w.get("success_criteria") or []
+    met = sum(1 for c in criteria if c["ok"])
+    if criteria:
+        head += f"; success criteria {met} of {len(criteria)} met (" + ", ".join(
+            f"{c['criterion']}: {'yes' if c['ok'] else 'pending' if c['ok'] is None else 'NO'}" for c in criteria) + ")"
     if w.get("ended"):
         return f"{head}; ended: {w['ended']}; soak {w['soak']}"
     nxt = "now" if not w.get("next_check_in") else f"in {w['next_check_in']:g}s"

@@ -207,7 +207,45 @@ def summary(records: list[dict[str, Any]], watch_of: str, now: float) -> dict[st
         "in_rollback_window": now - began <= schedule.rollback_window,
         "soak": soak.get("outcome") if soak else "pending", "soak_seconds_left": soak_left,
         "ended": end.get("outcome") if end else None, "time_scale": schedule.time_scale,
+        "success_criteria": success_criteria(checks, soak),
     }
+
+
+def success_criteria(checks: list[dict[str, Any]], soak: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The runbook's PROD success criteria that the watch's records decide (pure): all health checks green, the
+    error rate and p95 within the SLA over every check, the soak clean. ``ok`` is None while undecided."""
+    out: list[dict[str, Any]] = []
+    if not checks:
+        return [{"criterion": c, "ok": None, "detail": "no check yet"} for c in
+                ("all health checks green", "error rate within the SLA", "p95 within the SLA", "soak period clean")]
+    red = [c for c in checks if not c.get("green")]
+    out.append({"criterion": "all health checks green", "ok": not red,
+                "detail": f"{len(checks) - len(red)} of {len(checks)} green"})
+    errors = invocations = 0.0
+    p95s: list[float] = []
+    for c in checks:
+        live = (c.get("observation") or {}).get("canary") or {}
+        invocations += float(live.get("invocations") or 0)
+        errors += float(live.get("errors") or 0) + float(live.get("server_errors") or 0)
+        if live.get("p95_ms") is not None:
+            p95s.append(float(live["p95_ms"]))
+    sla = (checks[-1].get("sla") or {}).get("thresholds") or {}
+    limit_rate, limit_p95 = sla.get("error_rate_pct"), sla.get("p95_duration_ms")
+    rate = 100 * errors / invocations if invocations else None
+    sla_breach = [b for c in checks for b in c.get("breaches") or [] if b.startswith("SLA:")]
+    out.append({"criterion": "error rate within the SLA",
+                "ok": None if rate is None else not any("error_rate_pct" in b for b in sla_breach),
+                "detail": f"{errors:g} errors in {invocations:g} invocations"
+                          + (f" ({rate:.3f} %, SLA {limit_rate:g} %)" if rate is not None and limit_rate else "")})
+    out.append({"criterion": "p95 within the SLA",
+                "ok": None if not p95s else not any("p95_duration_ms" in b for b in sla_breach),
+                "detail": f"worst check p95 {max(p95s):.1f} ms, SLA {limit_p95:g} ms" if p95s and limit_p95
+                else "no p95 yet"})
+    outcome = soak.get("outcome") if soak else None
+    out.append({"criterion": "soak period clean", "ok": None if outcome is None else outcome == "passed",
+                "detail": (soak or {}).get("reason") or (f"{soak['soak_minutes']:g} minutes at 100 % with every "
+                                                         "check green" if soak else "pending")})
+    return out
 
 
 def latest_watch(records: list[dict[str, Any]]) -> str | None:

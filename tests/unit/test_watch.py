@@ -284,3 +284,15 @@ def test_status_shows_the_watch(live):
     line = watch_line(summary)
     assert line.startswith("watch of v1.1.0 (version 2): 1 of 1 checks green, 0 not, 4 scheduled")
     assert "next check in 59s (inside the rollback window)" in line and "soak pending, 119s left" in line
+    assert "success criteria 3 of 4 met" in line and "soak period clean: pending" in line
+
+
+def test_the_prod_success_criteria_read_the_watch(live):
+    live.metrics.p95 = 800  # over the SLA's 500 ms
+    w.watch(w.WatchSettings(plan=_plan(), env=ENV), live.ports)
+    criteria = {c["criterion"]: c for c in w.ledger_summary(live.ledger, ENV, live.clock.wall())["success_criteria"]}
+    assert criteria["all health checks green"]["ok"] is False
+    assert criteria["p95 within the SLA"]["ok"] is False and "800.0 ms, SLA 500 ms" in criteria["p95 within the "
+                                                                                                "SLA"]["detail"]
+    assert criteria["error rate within the SLA"]["ok"] is True
+    assert criteria["soak period clean"]["ok"] is False

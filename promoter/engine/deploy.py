@@ -707,6 +707,10 @@ class _Run:
             self.end("rolled-back", f"stopped: {foreign.detail}; the alias is on stable version {self.stable}")
             raise ReleaseFailed(f"stopped: {foreign.detail}; the alias is on stable version {self.stable}")
         command = manual_rollback_command(self.p.function, self.p.alias, self.stable, self.p.region)
+        self.p.notify("rollback-failed", f"{self.record.release}: stopped: {foreign.detail}; promoter did not touch "
+                      f"the alias after that; to return to version {self.stable}: promoter rollback --env {self.env} "
+                      f"--to {self.stable}, or by hand: {command}", release=self.record.release,
+                      run_id=self.record.run_id, manual_command=command)
         if mover:
             self.end("rollback-failed", f"stopped: {foreign.detail}; promoter left it there", moved_by=mover)
             raise RollbackFailed(

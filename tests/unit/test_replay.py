@@ -72,3 +72,17 @@ def test_overrides_are_checked():
 def test_a_run_without_verdicts_is_refused(world):
     with pytest.raises(RefusedError):
         replay_records(world.ledger.records(ENV), "nope", ENV, {})
+
+
+def test_a_rolled_back_canary_is_notified_with_its_numbers(world):
+    sent = []
+
+    class Recorder:
+        def notify(self, event, text, **data):
+            sent.append((event, text, data))
+
+    world.ports.notifier = Recorder()
+    _faulty_run(world)
+    [(event, text, data)] = sent
+    assert event == "rolled-back" and "rolled back to version 1" in text
+    assert data["numbers"]["canary"]["server_errors"] > 0 and "errors" in data["line"]

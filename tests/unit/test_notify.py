@@ -152,3 +152,24 @@ def test_the_plan_names_the_sns_topic_and_the_webhook(monkeypatch, with_hook):
     assert sns.topic_arn.endswith(f":{plan.environment('prod').account_id}:campaigns-alerts-prod")
     assert [t.name for t in notifier.targets] == (["sns", "webhook"] if with_hook else ["sns"])
     assert bool(notifier.notes) is not with_hook
+
+
+def test_pipeline_events_become_notifications():
+    from promoter.engine.notify import pipeline_notifications
+    from promoter.engine.pipeline import PipelineEvent
+
+    sent = []
+
+    class Recorder:
+        def notify(self, event, text, **data):
+            sent.append((event, text, data))
+
+    on = pipeline_notifications(Recorder())
+    on(PipelineEvent("start", {"pipeline_id": "P1", "phases": ["sit-promotion"], "release": "v1.1.0"}))
+    on(PipelineEvent("step-end", {"step_key": "sit-promotion/preflight", "title": "Preflight", "status": "passed"}))
+    on(PipelineEvent("step-end", {"step_key": "sit-promotion/deploy", "title": "Deploy", "status": "failed"}))
+    command = "promoter approve --env prod --gate sit-signoff --approver NAME --release v1.1.0"
+    on(PipelineEvent("end", {"outcome": "waiting", "pipeline_id": "P1", "waiting_for": {
+        "step": "prod-promotion/signoff", "title": "SIT sign-off", "command": command}}))
+    assert [e for e, _t, _d in sent] == ["promotion-started", "step-passed", "waiting-approval"]
+    assert sent[-1][2]["command"] == command and command in sent[-1][1]

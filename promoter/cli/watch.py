@@ -96,17 +96,20 @@ def watch(
         ports.notifier.flush()
     doc = {"ok": result.outcome in ("waiting", "completed", "superseded"), **result.to_dict()}
     breached = [c for c in result.checks if not c.get("green")]
-    if result.outcome == "rolled-back":
+    rollback = result.rollback or {}
+    if result.outcome == "rolled-back":  # now, or by an earlier run of this watch
+        why = "; ".join(breached[-1]["breaches"]) if breached else "see promoter history"
         exc: PromoterError = ReleaseFailed(
             f"{result.release} (version {result.version}) breached a rollback trigger inside the rollback window and "
-            f"was rolled back to version {result.rollback['to']}: {'; '.join(breached[-1]['breaches'])}",
+            f"was rolled back{' to version ' + rollback['to'] if rollback.get('to') else ''}: {why}",
             hint=f"details: promoter history --env {name}; replay it: promoter replay {result.watch_of}")
         exc.details = {"watch": doc}
         raise exc
     if result.outcome == "rollback-failed":
-        exc = RollbackFailed(f"{result.release} breached a rollback trigger and the rollback failed: "
-                             f"{result.rollback['error']}",
-                             hint=f"{result.rollback.get('hint') or ''} by hand: {result.rollback['manual_command']}")
+        exc = RollbackFailed(f"{result.release} breached a rollback trigger and the rollback failed"
+                             f"{': ' + rollback['error'] if rollback.get('error') else ''}",
+                             hint=f"{rollback.get('hint') or ''} by hand: {rollback.get('manual_command') or ''}"
+                             if rollback else f"see promoter history --env {name} for the manual command")
         exc.details = {"watch": doc}
         raise exc
     if json_output:

@@ -94,10 +94,16 @@ def watch(
             result = watch_mod.watch(settings, ports, figures=figures, notifier=ports.notifier, observer=show)
     finally:
         ports.notifier.flush()
-    doc = {"ok": result.outcome in ("waiting", "completed", "superseded"), **result.to_dict()}
+    ended_before = not result.checks and result.rollback is None and result.outcome in ("rolled-back",
+                                                                                          "rollback-failed")
+    doc = {"ok": result.outcome in ("waiting", "completed", "superseded") or ended_before,
+           "ended_before": ended_before, **result.to_dict()}
     breached = [c for c in result.checks if not c.get("green")]
     rollback = result.rollback or {}
-    if result.outcome == "rolled-back":  # now, or by an earlier run of this watch
+    if ended_before:  # a cron run after the run that acted: nothing to do, said once more
+        console(stderr=True).print(f"the watch of {result.release} ended earlier: {result.outcome}; see promoter "
+                                   f"history --env {name}", markup=False, highlight=False)
+    elif result.outcome == "rolled-back":
         why = "; ".join(breached[-1]["breaches"]) if breached else "see promoter history"
         exc: PromoterError = ReleaseFailed(
             f"{result.release} (version {result.version}) breached a rollback trigger inside the rollback window and "
@@ -105,7 +111,7 @@ def watch(
             hint=f"details: promoter history --env {name}; replay it: promoter replay {result.watch_of}")
         exc.details = {"watch": doc}
         raise exc
-    if result.outcome == "rollback-failed":
+    elif result.outcome == "rollback-failed":
         exc = RollbackFailed(f"{result.release} breached a rollback trigger and the rollback failed"
                              f"{': ' + rollback['error'] if rollback.get('error') else ''}",
                              hint=f"{rollback.get('hint') or ''} by hand: {rollback.get('manual_command') or ''}"

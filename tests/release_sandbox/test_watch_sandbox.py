@@ -159,6 +159,11 @@ def test_a_release_that_starts_failing_inside_the_window_is_rolled_back(sandbox,
     assert ledger.records(ENV, kind="alias-intent")[-1]["run_id"] == rollback["run_id"]  # the guarded path
     assert {"watch-breach", "rolled-back"} <= set(hooks.webhook.events())
     assert "rolled-back" in hooks.sns_events()
+    # WHEN the cron runs the watch again THEN it says the watch ended and does nothing more
+    again = _run("watch", "--env", ENV, "--once", "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["ended_before"] is True and json.loads(again.stdout)["checks"] == []
+    assert _alias(sandbox) == {"version": "1", "weights": {}}
 
 
 def test_a_breach_after_the_window_only_notifies(sandbox, built, hooks):

@@ -490,6 +490,12 @@ def _summary(r: dict[str, Any]) -> str:
         return f"{r.get('outcome')}: {r.get('reason')}"
     if kind == "pretraffic":
         return f"version {r.get('version')} ok={r.get('ok')}"
+    if kind == "watch-check":
+        from promoter.cli.watch import _line
+
+        return _line(r)
+    if kind in ("watch-soak", "watch-end"):
+        return f"{r.get('outcome')}{': ' + r['reason'] if r.get('reason') else ''}"
     return ""
 
 

@@ -69,8 +69,9 @@ def status(plan: Plan, env: str, ports: Ports, *, runs: int = 5) -> dict[str, An
 
 def history(ledger: Ledger, env: str, *, limit: int = 10) -> list[dict[str, Any]]:
     runs = ledger.runs(env)[-limit:] if limit else ledger.runs(env)
-    for run in runs:
-        run["records"] = [r for r in ledger.records(env, run_id=run["run_id"])]
+    records = ledger.records(env)
+    for run in runs:  # a deploy's watch after 100 % is part of its history
+        run["records"] = [r for r in records if r.get("run_id") == run["run_id"] or r.get("watch_of") == run["run_id"]]
     return runs
 
 

@@ -296,3 +296,16 @@ def test_the_prod_success_criteria_read_the_watch(live):
                                                                                                 "SLA"]["detail"]
     assert criteria["error rate within the SLA"]["ok"] is True
     assert criteria["soak period clean"]["ok"] is False
+
+
+def test_history_shows_the_watch_under_its_deploy(live):
+    from promoter.cli.release import _summary
+    from promoter.engine.status import history
+
+    w.watch(w.WatchSettings(plan=_plan(), env=ENV), live.ports)
+    [run] = history(live.ledger, ENV)
+    kinds = [r["kind"] for r in run["records"]]
+    assert kinds[-6:] == ["watch-check", "watch-check", "watch-check", "watch-soak", "watch-check", "watch-end"]
+    check = next(r for r in run["records"] if r["kind"] == "watch-check")
+    # 50 s at 10 requests a second: the first minute less the data lag
+    assert _summary(check) == "check 1 (inside the rollback window): n=500 err=0 % p95=120ms: green -> ok"

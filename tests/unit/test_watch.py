@@ -309,3 +309,23 @@ def test_history_shows_the_watch_under_its_deploy(live):
     check = next(r for r in run["records"] if r["kind"] == "watch-check")
     # 50 s at 10 requests a second: the first minute less the data lag
     assert _summary(check) == "check 1 (inside the rollback window): n=500 err=0 % p95=120ms: green -> ok"
+
+
+def test_ctrl_c_while_waiting_leaves_whole_records_and_a_restart_goes_on(live):
+    settings = w.WatchSettings(plan=_plan(), env=ENV)
+    real_sleep, slept = live.clock.sleep, []
+
+    def interrupted_after_two_checks(seconds):
+        slept.append(seconds)
+        if len(_kinds(live.ledger, "watch-check")) == 2:
+            raise KeyboardInterrupt
+        real_sleep(seconds)
+
+    live.clock.sleep = interrupted_after_two_checks
+    with pytest.raises(KeyboardInterrupt):
+        w.watch(settings, live.ports)
+    assert [c["index"] for c in _kinds(live.ledger, "watch-check")] == [0, 1] and not _kinds(live.ledger, "watch-end")
+    live.clock.sleep = real_sleep
+    result = w.watch(settings, live.ports)
+    assert [c["index"] for c in result.checks] == [2, 3] and result.outcome == "completed"
+    assert len(_kinds(live.ledger, "watch-start")) == 1

@@ -98,10 +98,15 @@ def authorize(event: Mapping[str, Any], permission: Permission) -> Principal:
 
 
 def require(permission: Permission):
-    """Route middleware: authenticate the caller and check ``permission``."""
+    """Route middleware: authenticate the caller and check ``permission``.
+
+    The middleware carries its permission (``.permission``), so the route table declares who may call each route
+    and the authorization matrix of ``promoter security`` reads its expectations from it.
+    """
 
     def _middleware(app, next_middleware):
         app.append_context(principal=authorize(app.current_event.raw_event, permission))
         return next_middleware(app)
 
+    _middleware.permission = permission
     return _middleware

@@ -59,11 +59,11 @@ class HttpClient:
         json_body: Any = None,
         headers: dict[str, str] | None = None,
         auth: bool = True,
+        body: bytes | None = None,  # sent as is (a malformed body, for tests of the API's refusals)
     ) -> HttpResponse:
         import urllib3
 
         all_headers = {"Accept": "application/json"}
-        body = None
         if json_body is not None:
             body = json.dumps(json_body).encode()
             all_headers["Content-Type"] = "application/json"

@@ -52,8 +52,8 @@ COMMANDS: dict[str, CommandEntry] = {
                            "thresholds: where it would have stopped."),
     "history": CommandEntry("promoter.cli.release", "Runs and their events, from the ledger."),
     "lock": CommandEntry("promoter.cli.release", "The per-environment lock."),
-    "promote": CommandEntry("promoter.cli.promote", "Run the plan's phases for ENV (sit: sit-promotion, "
-                            "sit-validation; prod: prod-promotion) step by step."),
+    "promote": CommandEntry("promoter.cli.promote", "Run the plan's phases for ENV (dev: dev-deployment; "
+                            "sit: sit-promotion, sit-validation; prod: prod-promotion) step by step."),
     "evidence": CommandEntry("promoter.cli.evidence", "The evidence packs of promotion runs: show and verify."),
     "rehearse": CommandEntry("promoter.cli.rehearse", "Run the whole promotion offline against a fresh sandbox and "
                              "report, step by step, what happened."),
@@ -61,6 +61,12 @@ COMMANDS: dict[str, CommandEntry] = {
                             "on 127.0.0.1, seeded with one environment's baseline."),
     "plan": CommandEntry("promoter.cli.plan", "Validate, show and export the schema of the promotion plan."),
     "ledger": CommandEntry("promoter.cli.ledger", "The ledger: verify its hash chain, migrate it to a shared store."),
+    "security": CommandEntry("promoter.cli.security", "Run the security checks against ENV's API and storage (exit 1 "
+                             "on any high finding)."),
+    "openapi": CommandEntry("promoter.cli.security", "Print the service's OpenAPI document (the file the plan's "
+                            "security.openapi names, in the checkout)."),
+    "ci": CommandEntry("promoter.cli.ci", "For CI jobs: the plan's names for a job (outputs), the GitHub reviewers' "
+                       "approvals, job summaries."),
 }
 
 _json_requested = False

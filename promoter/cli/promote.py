@@ -105,7 +105,8 @@ def promote(
     ledger_dir: LedgerOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Run the plan's phases for ENV (sit: sit-promotion, sit-validation; prod: prod-promotion) step by step.
+    """Run the plan's phases for ENV (dev: dev-deployment; sit: sit-promotion, sit-validation; prod:
+    prod-promotion) step by step.
 
     Each step is an operation of the plan (preflight, infra-plan, infra-apply, deploy, smoke, backup, approval,
     status), recorded in the ledger with its inputs and outputs. Exit 5: waiting for an approval (the command

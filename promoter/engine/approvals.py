@@ -11,7 +11,8 @@ must differ from the identity that started the promotion.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,13 +82,27 @@ def approve_command(plan: Plan, gate: str, env: str, release: str, artifact_sha2
 
 
 def caller_identity(sts_client_factory: Callable[[], Any] | None) -> str:
-    """Who is calling: the AWS caller identity's ARN when credentials answer, else ``user@host``."""
+    """Who is calling: in a GitHub Actions job the GitHub user who triggered it (``github:LOGIN``: every job
+    assumes the same CI role, so its AWS ARN names no person); else the AWS caller identity's ARN when
+    credentials answer; else ``user@host``."""
+    github = github_actor()
+    if github:
+        return github
     if sts_client_factory is not None:
         try:
             return str(sts_client_factory().get_caller_identity()["Arn"])
         except Exception:  # no credentials here: the local user is the best identity there is
             pass
     return whoami()
+
+
+def github_actor(environ: Mapping[str, str] | None = None) -> str | None:
+    """``github:LOGIN`` of the user who triggered this GitHub Actions run (a re-run: who re-ran it), else None."""
+    env = os.environ if environ is None else environ
+    if env.get("GITHUB_ACTIONS") != "true":
+        return None
+    login = env.get("GITHUB_TRIGGERING_ACTOR") or env.get("GITHUB_ACTOR")
+    return f"github:{login}" if login else None
 
 
 class ApprovalStep:

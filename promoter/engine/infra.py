@@ -509,6 +509,7 @@ def approve_plan(
     approver: str,
     allow_destroy: bool = False,
     ref: str | None = None,
+    identity: str | None = None,
     now: Now = utc_now,
 ) -> dict[str, Any]:
     """Record approval of the saved plan (gate ``terraform-approval``) after verifying and reviewing it."""
@@ -528,6 +529,7 @@ def approve_plan(
         workspace=saved.workspace,
         allow_destroy=allow_destroy,
         review=saved.review.summary(),
+        **({"identity": identity} if identity else {}),
     )
 
 

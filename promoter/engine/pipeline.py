@@ -131,6 +131,7 @@ class PromoteSettings:
     on_interrupt: Literal["rollback", "hold"] = "rollback"
     lock_wait: float = 0
     target: str | None = None
+    security_max_examples: int | None = None  # the security step's fuzzing bound (None: the plan's)
 
     def phases(self) -> list[Phase]:
         if self.phase:

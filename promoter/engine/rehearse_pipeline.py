@@ -231,9 +231,12 @@ def _wiring(plan: Plan, ledger: Ledger, env: str, ctx: dict[str, Any], notes: Ca
             raise RefusedError(f"the rehearsal of {env} reaches {target}'s account only through its API")
         return AwsSessionFactory(region=plan.environment(target).region)
 
+    # the validation steps' child processes (the integration suite) reach the sandbox as `sandbox env` points a shell
+    sandbox = _sandbox_of(ctx, env)
+    suite_env = {env: {**sandbox.env_vars(), "AWS_PROFILE": None}} if sandbox is not None else {}
     return StepWiring(aws_for=aws_for, ports_for=lambda t: release.Ports.for_aws(aws_for(t), plan, t, ledger),
                       api_urls=dict(ctx["api"]), tokens=dict(ctx["tokens"]), preflight_skip=("code", "manual"),
-                      release_observer=notes)
+                      release_observer=notes, suite_env=suite_env)
 
 
 def _promote(settings: RehearsalSettings, plan: Plan, ledger: Ledger, base: Path, env: str, ctx: dict[str, Any],

@@ -28,6 +28,8 @@ class StepWiring:
     preflight_skip: tuple[str, ...] = ("manual",)  # approvals are the pipeline's own steps
     release_observer: Callable[[Any], None] | None = None
     terraform_runner: Callable[[Any], Any] | None = None  # InfraSettings -> TerraformRunner
+    # env -> variables for the child processes of the validation steps (a sandbox's endpoints; None unsets)
+    suite_env: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
 
 
 def prepare(settings: PromoteSettings, progress: Callable[[str], None]) -> ArtifactRef:
@@ -83,6 +85,9 @@ class InfraPlanStep:
 
         settings = self._settings(ctx)
         runner = self.w.terraform_runner(settings) if self.w.terraform_runner else _terraform_cli(settings)
+        adopted = adopt_approved_plan(settings, runner, ctx.ledger)
+        if adopted is not None:
+            return adopted
         outcome = plan_infra(settings, runner, ctx.ledger, progress=ctx.note)
         result = plan_outcome(outcome)
         # the plan itself (terraform show -json) beside its review, for the evidence pack
@@ -100,6 +105,37 @@ def plan_outcome(outcome: Any) -> StepOutcome:
         return StepOutcome("failed", "the review blocks the plan: " + ", ".join(c.address for c in review.blockers),
                            outputs, files=files)
     return StepOutcome("passed", f"plan {outcome.sha256[:12]} reviewed: {review.summary()}", outputs, files=files)
+
+
+def adopt_approved_plan(settings: Any, runner: Any, ledger: Any) -> StepOutcome | None:
+    """The saved plan already reviewed and approved for this environment, when there is one to take instead of
+    planning again: its file unchanged since ``infra plan`` recorded it, fresh, not applied, in the workspace
+    terraform selects, not blocked. A CI review job plans, its reviewers approve that plan, and the promotion
+    applies exactly it. None otherwise (the step plans)."""
+    from promoter.engine.infra import ensure_workspace, verify_saved_plan
+    from promoter.errors import RefusedError
+
+    if not settings.plan_file.is_file():
+        return None
+    records = ledger.records(settings.env, kind="infra-plan")
+    if not records:
+        return None
+    runner.init(str(settings.backend_config) if settings.backend_config else None)
+    try:
+        ensure_workspace(runner, settings.workspace, create=False)
+        saved = verify_saved_plan(settings, runner, ledger)
+    except RefusedError:
+        return None
+    if saved.approval is None or saved.review.blocked:
+        return None
+    data = saved.to_dict()
+    outputs = {"plan_sha256": saved.sha256, "plan_file": str(saved.plan_file), "workspace": saved.workspace,
+               "summary": saved.review.summary(), "adopted": True}
+    return StepOutcome(
+        "passed", f"plan {saved.sha256[:12]} made at {saved.record.get('created')} and approved by "
+        f"{saved.approval.get('approver')} ({saved.approval.get('identity') or 'identity unknown'}): applying "
+        f"that plan, not a new one", outputs,
+        files={"terraform-plan-review.json": data, "terraform-plan.json": runner.show_json(str(saved.plan_file))})
 
 
 def _terraform_cli(settings: Any) -> Any:
@@ -275,11 +311,12 @@ class StatusStep:
 def operations(wiring: StepWiring) -> dict[str, Operation]:
     from promoter.engine.approvals import ApprovalStep
     from promoter.engine.backup import BackupStep
+    from promoter.engine.integration import IntegrationStep
 
     return {
         "preflight": PreflightStep(wiring), "infra-plan": InfraPlanStep(wiring), "infra-apply": InfraApplyStep(wiring),
         "deploy": DeployStep(wiring), "smoke": SmokeStep(wiring), "status": StatusStep(wiring),
-        "approval": ApprovalStep(), "backup": BackupStep(wiring.aws_for),
+        "approval": ApprovalStep(), "backup": BackupStep(wiring.aws_for), "integration": IntegrationStep(wiring),
     }
 
 

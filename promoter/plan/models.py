@@ -283,7 +283,8 @@ class ManualCheck(_Strict):
 
 # The operations a phase step may name. A step is data, never a shell string: the pipeline maps each action to
 # the engine operation of the same name.
-StepAction = Literal["preflight", "infra-plan", "infra-apply", "deploy", "smoke", "backup", "approval", "status"]
+StepAction = Literal["preflight", "infra-plan", "infra-apply", "deploy", "smoke", "backup", "approval", "status",
+                     "integration"]
 MANUAL_ACTIONS = frozenset({"approval", "infra-apply"})  # steps that wait for a person's recorded approval
 _STEP_ENV_ACTIONS = frozenset({"preflight", "smoke", "status"})  # read-only steps that may look at another env
 
@@ -335,6 +336,36 @@ class Smoke(_Strict):
 class Load(_Strict):
     requests_per_second: float = Field(gt=0)
     duration_seconds: int = Field(gt=0)
+
+
+class Security(_Strict):
+    """``promoter security``: the service's OpenAPI document, the test users of the authorization matrix, the
+    fuzzing and log-sampling bounds, the ZAP image."""
+
+    openapi: str = "campaigns_lambda/openapi.yaml"  # relative to the checkout
+    test_users: dict[str, str] = {}  # principal (a group, or `none`) -> Cognito username, for real accounts
+    fuzz_max_examples: int = Field(25, ge=1)
+    fuzz_max_seconds: float = Field(90, gt=0)
+    log_sample_minutes: float = Field(60, gt=0)
+    log_sample_events: int = Field(2000, ge=1)
+    zap_image: str = "ghcr.io/zaproxy/zaproxy:stable"
+
+
+class Ci(_Strict):
+    """How CI (GitHub Actions) runs promoter: the IAM roles it assumes by OIDC in each environment's account, the
+    GitHub environment of each job, and the gates a GitHub environment's required reviewers approve. The workflows
+    read all of it through ``promoter ci outputs``, so they hold no account id of their own."""
+
+    provider: Literal["github"] = "github"
+    deploy_role: str = "promoter-deploy-{env}"  # role name in the env's account: deploy, apply, rollback
+    plan_role: str = "promoter-plan-{env}"  # read-only role for preflight and terraform plan (no approval needed)
+    github_environment: str = "{env}"  # the GitHub environment of the jobs that may change the env
+    session_name: str = "promoter-{env}"
+    reviewer_gates: dict[str, list[str]] = {}  # env -> gates the env's GitHub reviewers approve (+ terraform plan)
+
+    def role_arn(self, account_id: str, env: str, purpose: Literal["deploy", "plan"] = "deploy") -> str:
+        name = (self.deploy_role if purpose == "deploy" else self.plan_role).format(env=env)
+        return f"arn:aws:iam::{account_id}:role/{name}"
 
 
 class Contact(_Strict):
@@ -431,8 +462,10 @@ class Plan(_Strict):
     phases: list[Phase] = []
     smoke: Smoke
     load: Load
+    security: Security = Security()
     contacts: list[Contact] = []
     state: State = State()
+    ci: Ci = Ci()
     watch: Watch = Watch()
     notifications: Notifications = Notifications()
 
@@ -479,6 +512,13 @@ class Plan(_Strict):
             for env in check.envs:
                 if env not in envs:
                     problems.append(f"manual_checks.{i}.envs: unknown environment {env!r}")
+        for env, gates in self.ci.reviewer_gates.items():
+            if env not in envs:
+                problems.append(f"ci.reviewer_gates: unknown environment {env!r}")
+            for gate in gates:
+                if gate not in approvable:
+                    problems.append(f"ci.reviewer_gates.{env}: {gate!r} is neither a gate nor a manual check of the "
+                                    f"plan (known: {', '.join(approvable)})")
         for env in self.state.environments:
             if env not in envs:
                 problems.append(f"state.environments: unknown environment {env!r}")

@@ -72,11 +72,18 @@ class ApiFront:
         self.region = region
         self.api_id = hashlib.sha256(rest_api.encode()).hexdigest()[:10]
         self.lambda_ = MotoClient(lambda_url, region)
-        self.authorizer = CognitoAuthorizer(f"{moto_url.rstrip('/')}/{user_pool_id}/.well-known/jwks.json",
-                                            issuer_for(user_pool_id, region))
         session = boto3.session.Session(aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
                                         aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
                                         region_name=region)
+        cognito = session.client("cognito-idp", endpoint_url=moto_url)
+
+        def app_clients() -> set[str]:
+            listed = cognito.list_user_pool_clients(UserPoolId=user_pool_id, MaxResults=60)["UserPoolClients"]
+            return {c["ClientId"] for c in listed}
+
+        self.authorizer = CognitoAuthorizer(f"{moto_url.rstrip('/')}/{user_pool_id}/.well-known/jwks.json",
+                                            issuer_for(user_pool_id, region), audiences=app_clients)
+        self.authorizer.read_audiences()  # now, so the first request does not wait for it
         self.telemetry = Telemetry(session.client("cloudwatch", endpoint_url=moto_url),
                                    session.client("logs", endpoint_url=moto_url), interval=flush_interval)
         self._alias: tuple[float, dict] | None = None

@@ -1,7 +1,8 @@
 """The API front's Cognito user-pool authorizer: bearer token in, API Gateway's ``authorizer.claims`` out.
 
 Checks what a REST API's ``COGNITO_USER_POOLS`` authorizer checks on an ID token: the RS256 signature against
-the pool's JWKS (``<moto-url>/<pool-id>/.well-known/jwks.json``), the issuer, the expiry and ``token_use = id``.
+the pool's JWKS (``<moto-url>/<pool-id>/.well-known/jwks.json``), the issuer, the expiry, ``token_use = id`` and,
+when the pool's app clients are given, that the token's audience is one of them.
 The claims are then flattened the way API Gateway passes them to a Lambda proxy integration: every value a
 string, lists joined with commas (``cognito:groups`` of one group is just that group's name), ``exp`` and ``iat``
 as dates.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.request import urlopen
 
@@ -61,8 +63,11 @@ def flatten_claims(claims: dict) -> dict[str, str]:
 class CognitoAuthorizer:
     """Verifies ID tokens of one user pool; the JWKS is fetched once and again when an unknown key id shows up."""
 
-    def __init__(self, jwks_url: str, issuer: str, *, leeway_s: float = 0.0) -> None:
+    def __init__(self, jwks_url: str, issuer: str, *, leeway_s: float = 0.0,
+                 audiences: Callable[[], set[str]] | None = None) -> None:
         self.jwks_url = jwks_url
+        self.audiences = audiences  # the pool's app client ids, read when a token names an unknown one
+        self._known_audiences: set[str] = set()
         self.issuer = issuer
         self.leeway_s = leeway_s
         self._keys: dict[str, object] = {}
@@ -87,6 +92,14 @@ class CognitoAuthorizer:
                     continue
             self._keys = keys
             self._fetched_at = time.monotonic()
+
+    def read_audiences(self) -> None:
+        """Read the pool's app clients now; a failure is left for the first token to report."""
+        if self.audiences is not None:
+            try:
+                self._known_audiences = set(self.audiences())
+            except Exception:
+                self._known_audiences = set()
 
     def _key(self, kid: str):
         self._refresh(force=False)
@@ -115,4 +128,13 @@ class CognitoAuthorizer:
             raise Unauthorized(f"could not fetch the pool's signing keys: {exc}") from None
         if claims.get("token_use") != "id":
             raise Unauthorized("not an ID token")
+        if self.audiences is not None:
+            audience = claims.get("aud")
+            if audience not in self._known_audiences:
+                try:
+                    self._known_audiences = set(self.audiences())
+                except Exception as exc:
+                    raise Unauthorized(f"could not read the pool's app clients: {exc}") from None
+            if audience not in self._known_audiences:
+                raise Unauthorized(f"token for another audience {audience!r}")
         return claims

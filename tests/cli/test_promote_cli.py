@@ -22,6 +22,12 @@ def zip_artifact(tmp_path: Path) -> tuple[Path, str]:
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.fixture(autouse=True)
+def _sign_off_plan(runner, monkeypatch, signoff_plan):
+    """SIT validation as recorded sign-offs: these tests are about pausing, approving and resuming."""
+    monkeypatch.setenv("PROMOTER_PLAN", str(signoff_plan))
+
+
 def _promote(runner, cli, ledger, artifact, *extra):
     return runner.invoke(cli, ["promote", "--env", "sit", "--phase", "sit-validation", "--artifact", str(artifact),
                                "--release", "v1.1.0", "--allow-untagged", "--repo", str(ROOT),

@@ -49,8 +49,10 @@ class FakeOperation:
 
 
 @pytest.fixture
-def plan():
-    return load_plan(PLAN_PATH)
+def plan(signoff_plan):
+    """The shipped plan with SIT validation as recorded sign-offs (these tests are about pausing and resuming;
+    the validation steps that measure are tested with their operations)."""
+    return load_plan(signoff_plan)
 
 
 @pytest.fixture
@@ -90,9 +92,12 @@ def _plan_with_step(tmp_path, step: dict) -> Path:
     return path
 
 
-def test_every_step_of_the_plan_names_a_known_action(plan):
-    actions = {s.action for p in plan.phases for s in p.steps}
-    assert actions <= {"preflight", "infra-plan", "infra-apply", "deploy", "smoke", "backup", "approval", "status"}
+def test_every_step_of_the_shipped_plan_names_an_operation_of_the_engine(plan):
+    from promoter.engine.steps import StepWiring, operations
+
+    shipped = load_plan(PLAN_PATH)
+    actions = {s.action for p in shipped.phases for s in p.steps}
+    assert actions <= set(operations(StepWiring(aws_for=lambda _e: None, ports_for=lambda _e: None)))
     assert [p.id for p in plan.phases_of("sit")] == ["sit-promotion", "sit-validation"]
     validation = plan.phase("sit-validation")
     assert all(s.action == "approval" and s.manual for s in validation.steps)

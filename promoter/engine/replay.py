@@ -6,7 +6,8 @@ the alarms already firing, the bake, the extension, ``on_inconclusive``, whether
 :func:`replay_run` feeds each again to :func:`promoter.engine.canary.judge` and :func:`~promoter.engine.canary.
 next_action` (the watch's to :func:`promoter.engine.watch.decide`) with the thresholds changed as asked, and says
 per interval what would have been decided and where the run would have stopped: ``earlier``, ``same``,
-``later`` or ``never``. No AWS call is made.
+``later`` or ``never`` (or ``undecided`` when the replay would have waited for more evidence where the run
+advanced). No AWS call is made.
 
 A run that rolled back has no data past its rollback: a replay that would have gone on is ``never`` within what
 was observed (``data_ends_at_rollback``), and intervals after a replayed stop or a replayed early advance are
@@ -109,10 +110,15 @@ class Replay:
     recorded_stop: int | None  # index in intervals of the recorded rollback, if any
     replayed_stop: int | None
     recorded_outcome: str | None
+    # the interval after which the replay would have waited for more evidence than the run recorded (the run
+    # advanced there): what it would have decided next is not in the data
+    undecided_at: int | None = None
 
     @property
     def comparison(self) -> str:
         r, n = self.recorded_stop, self.replayed_stop
+        if n is None and self.undecided_at is not None:
+            return "undecided"
         if r is None and n is None:
             return "same"  # neither stops
         if n is None:
@@ -138,6 +144,9 @@ class Replay:
 
     def text(self) -> str:
         was, now = self.where(self.recorded_stop), self.where(self.replayed_stop)
+        if self.comparison == "undecided":
+            return (f"undecided: at {self.where(self.undecided_at)} the run advanced where the replay would have "
+                    "waited for more evidence, and the run's data ends there")
         if self.comparison == "never":
             return f"would not have rolled back (the run rolled back at {was}; its data ends there)"
         if self.comparison == "earlier":
@@ -152,12 +161,25 @@ class Replay:
                 "recorded_outcome": self.recorded_outcome, "rolled_back": self.rolled_back,
                 "would_roll_back": self.would_roll_back, "comparison": self.comparison, "summary": self.text(),
                 "recorded_stop": self.where(self.recorded_stop), "replayed_stop": self.where(self.replayed_stop),
+                "undecided_at": self.where(self.undecided_at),
                 "intervals": [i.to_dict() for i in self.intervals]}
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """Analysis settings to replay with instead of the recorded ones (None: as recorded)."""
+
+    on_inconclusive: str | None = None  # fail | pass
+    max_extension_seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
 def replay_records(records: list[dict[str, Any]], run_id: str, env: str,
-                   overrides: dict[str, Any]) -> Replay:
+                   overrides: dict[str, Any], analysis: Analysis | None = None) -> Replay:
     """Judge run ``run_id``'s verdicts and the checks of its watch again with ``overrides`` (pure)."""
+    analysis = analysis or Analysis()
     mine = [r for r in records if r.get("run_id") == run_id or r.get("watch_of") == run_id]
     start = next((r for r in mine if r.get("kind") == "run-start"), {})
     end = next((r for r in mine if r.get("kind") == "run-end"), {})
@@ -170,6 +192,7 @@ def replay_records(records: list[dict[str, Any]], run_id: str, env: str,
     intervals: list[Interval] = []
     recorded_stop = replayed_stop = None
     advanced: set[Any] = set()  # steps the replay would have left at an earlier interval
+    undecided_at: int | None = None
     for r in judged:
         obs = observation_from(r["observation"])
         t = thresholds_from(r.get("thresholds") or {}, overrides)
@@ -181,9 +204,12 @@ def replay_records(records: list[dict[str, Any]], run_id: str, env: str,
                                        canary_weight=weight)
             bake = float(with_.get("bake_seconds", bakes.get(step, 0) if isinstance(step, int) else 0))
             extension = float(with_.get("extension_seconds", max(0.0, float(r.get("deadline") or bake) - bake)))
+            if analysis.max_extension_seconds is not None:
+                extension = analysis.max_extension_seconds
             action, _why = canary_mod.next_action(
                 verdict, elapsed=float(r.get("elapsed") or 0), bake_seconds=bake, max_extension_seconds=extension,
-                on_inconclusive=with_.get("on_inconclusive", "fail"), data_seen=with_.get("data_seen", True))
+                on_inconclusive=analysis.on_inconclusive or with_.get("on_inconclusive", "fail"),
+                data_seen=with_.get("data_seen", True))
             recorded, source, elapsed = str(r.get("action")), "canary", r.get("elapsed")
         else:
             from promoter.engine.watch import decide
@@ -194,7 +220,7 @@ def replay_records(records: list[dict[str, Any]], run_id: str, env: str,
                             in_window=bool(r.get("in_rollback_window")))
             step, recorded, source = int(r.get("index", 0)) + 1, str(r.get("decision")), "watch"
             elapsed = round(float(r.get("offset") or 0), 1)
-        reached = replayed_stop is None and (source, step) not in advanced
+        reached = replayed_stop is None and undecided_at is None and (source, step) not in advanced
         interval = Interval(source, step, elapsed, recorded, action if reached else None, str(r.get("outcome")),
                             verdict.outcome if reached else None, verdict.line)
         intervals.append(interval)
@@ -205,8 +231,10 @@ def replay_records(records: list[dict[str, Any]], run_id: str, env: str,
             replayed_stop = index
         if reached and action == "advance":
             advanced.add((source, step))
-    return Replay(run_id, env, start.get("release"), overrides, intervals, recorded_stop, replayed_stop,
-                  end.get("outcome"))
+        if reached and recorded == "advance" and action == "wait":
+            undecided_at = index  # the replay would have gone on baking past what the run observed
+    return Replay(run_id, env, start.get("release"), {**overrides, **analysis.to_dict()}, intervals, recorded_stop,
+                  replayed_stop, end.get("outcome"), undecided_at)
 
 
 def find_env(ledger: Ledger, envs: list[str], run_id: str) -> str:
@@ -217,7 +245,8 @@ def find_env(ledger: Ledger, envs: list[str], run_id: str) -> str:
                        hint="list runs with promoter history --env ENV")
 
 
-def replay_last(ledger: Ledger, env: str, last: int, overrides: dict[str, Any]) -> dict[str, Any]:
+def replay_last(ledger: Ledger, env: str, last: int, overrides: dict[str, Any],
+                analysis: Analysis | None = None) -> dict[str, Any]:
     """Replay the last ``last`` deploy runs with recorded verdicts and count the rollbacks added and avoided."""
     if last < 1:
         raise UsageError(f"--last {last}: must be 1 or more")
@@ -225,13 +254,15 @@ def replay_last(ledger: Ledger, env: str, last: int, overrides: dict[str, Any]) 
     judged = {r.get("run_id") for r in records if r.get("kind") == "verdict"}
     judged |= {r.get("watch_of") for r in records if r.get("kind") == "watch-check"}
     runs = [r["run_id"] for r in ledger.runs(env) if r.get("kind_of_run") == "deploy" and r["run_id"] in judged]
-    replays = [replay_records(records, run_id, env, overrides) for run_id in runs[-last:]]
+    replays = [replay_records(records, run_id, env, overrides, analysis) for run_id in runs[-last:]]
     return {
-        "env": env, "overrides": overrides, "runs": [r.to_dict() for r in replays],
+        "env": env, "overrides": {**overrides, **(analysis or Analysis()).to_dict()},
+        "runs": [r.to_dict() for r in replays],
         "replayed": len(replays),
         "rolled_back": sum(r.rolled_back for r in replays),
         "would_roll_back": sum(r.would_roll_back for r in replays),
         "added": sum(r.would_roll_back and not r.rolled_back for r in replays),
-        "avoided": sum(r.rolled_back and not r.would_roll_back for r in replays),
+        "avoided": sum(r.rolled_back and not r.would_roll_back and r.comparison != "undecided" for r in replays),
+        "undecided": sum(r.comparison == "undecided" for r in replays),
         "earlier": sum(r.comparison == "earlier" and r.rolled_back for r in replays),
     }

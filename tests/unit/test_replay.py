@@ -6,7 +6,7 @@ import pytest
 import test_release_unit
 
 from promoter.engine import release
-from promoter.engine.replay import parse_overrides, replay_last, replay_records
+from promoter.engine.replay import Analysis, parse_overrides, replay_last, replay_records
 from promoter.errors import RefusedError, ReleaseFailed, UsageError
 
 ENV = "sit"
@@ -86,3 +86,21 @@ def test_a_rolled_back_canary_is_notified_with_its_numbers(world):
     [(event, text, data)] = sent
     assert event == "rolled-back" and "rolled back to version 1" in text
     assert data["numbers"]["canary"]["server_errors"] > 0 and "errors" in data["line"]
+
+
+def test_analysis_settings_replay_too(world):
+    # GIVEN a good run judged on 20 invocations a verdict; WHEN it needed far more than it got
+    good = _good_run(world)
+    records = world.ledger.records(ENV)
+    starved = parse_overrides([], min_invocations=100_000)
+    waiting = replay_records(records, good, ENV, starved)
+    # the replay would have extended the first bake where the run advanced: the data cannot say what came next
+    assert waiting.comparison == "undecided" and not waiting.would_roll_back
+    assert waiting.intervals[waiting.undecided_at].recorded == "advance"
+    assert all(i.replayed is None for i in waiting.intervals[waiting.undecided_at + 1:])
+    # WHEN no extension is allowed THEN on_inconclusive decides at the bake's end
+    strict = replay_records(records, good, ENV, starved, Analysis(max_extension_seconds=0))
+    assert strict.would_roll_back and "inconclusive" in strict.intervals[strict.replayed_stop].line
+    lenient = replay_records(records, good, ENV, starved, Analysis(on_inconclusive="pass", max_extension_seconds=0))
+    assert not lenient.would_roll_back and lenient.comparison == "same"
+    assert lenient.overrides == {"min_invocations": 100_000, "on_inconclusive": "pass", "max_extension_seconds": 0}

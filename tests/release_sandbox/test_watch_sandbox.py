@@ -124,6 +124,9 @@ def test_a_healthy_release_soaks_and_the_notifications_reach_sns_and_the_webhook
     # judged on real traffic (the first window may still be empty: the new version's first execution environment
     # starts, and the sandbox flushes metrics every second, as CloudWatch shows them late)
     assert all(c["observation"]["canary"]["invocations"] >= 5 for c in doc["checks"][1:]), doc["checks"]
+    # the service figures beside the version's: peak concurrency as Lambda reports it, no DynamoDB throttling
+    assert all(c["figures"]["max_concurrency"] >= 1 for c in doc["checks"][1:])
+    assert all(c["figures"]["dynamodb_throttled_requests"] == 0 for c in doc["checks"])
     ledger = Ledger(sandbox.home)
     [soak] = ledger.records(ENV, kind="watch-soak")
     assert soak["outcome"] == "passed" and soak["artifact_sha256"] == json.loads(deployed.stdout)["plan"][

@@ -405,6 +405,9 @@ class _Watch:
                  "checked_at": now, "in_rollback_window": in_window, "decision": decision,
                  "green": decision == "ok", "breaches": breaches, "window": window.to_dict(),
                  "figures": figures, "sla": _brief(sla), **rollback.to_dict()}
+        done_meanwhile = [c for c in self.state()[0] if int(c["index"]) >= index]
+        if done_meanwhile:  # another watch of the same release (an overlapping cron run) recorded it first
+            return self.result("waiting")
         self.log("watch-check", **entry)
         self.checks.append(entry)
         self.emit(ReleaseEvent("verdict", {**entry, "step": "watch", "elapsed": now - self.began}))

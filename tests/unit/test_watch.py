@@ -329,3 +329,19 @@ def test_ctrl_c_while_waiting_leaves_whole_records_and_a_restart_goes_on(live):
     result = w.watch(settings, live.ports)
     assert [c["index"] for c in result.checks] == [2, 3] and result.outcome == "completed"
     assert len(_kinds(live.ledger, "watch-start")) == 1
+
+
+def test_an_overlapping_watch_does_not_record_a_check_twice(live):
+    settings = w.WatchSettings(plan=_plan(), env=ENV, once=True)
+    live.clock.sleep(61)
+    observe = live.metrics.observe
+
+    def another_watch_finishes_first(canary, stable, window):
+        live.metrics.observe = observe
+        w.watch(settings, live.ports)  # the other cron run, while this one reads its metrics
+        return observe(canary, stable, window)
+
+    live.metrics.observe = another_watch_finishes_first
+    result = w.watch(settings, live.ports)
+    assert result.checks == [] and result.outcome == "waiting"
+    assert [c["index"] for c in _kinds(live.ledger, "watch-check")] == [0]

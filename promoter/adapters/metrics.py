@@ -159,3 +159,34 @@ class CloudWatchMetricSource:
             if values and (len(points) == 1 or pct == 95.0):
                 out.append((pct, float(max(values))))
         return tuple(out)
+
+
+class CloudWatchServiceFigures:
+    """What the watch reads beside the version's own numbers: the function's peak concurrency (Maximum of
+    ``ConcurrentExecutions`` by FunctionName) and the table's throttled requests (``AWS/DynamoDB``
+    ``ThrottledRequests``, Sum, by TableName), over one window. A figure CloudWatch has no datapoint for is 0
+    for the throttles (none happened) and None for the concurrency (nothing ran)."""
+
+    def __init__(self, cloudwatch: Any, *, function: str, table: str, lambda_namespace: str = "AWS/Lambda") -> None:
+        self._cw = cloudwatch
+        self.function = function
+        self.table = table
+        self.lambda_namespace = lambda_namespace
+
+    def read(self, window: Window) -> dict[str, float | None]:
+        concurrency = self._points(self.lambda_namespace, "ConcurrentExecutions",
+                                   [{"Name": "FunctionName", "Value": self.function}], window, "Maximum")
+        throttled = self._points("AWS/DynamoDB", "ThrottledRequests", [{"Name": "TableName", "Value": self.table}],
+                                 window, "Sum")
+        return {"max_concurrency": max(concurrency) if concurrency else None,
+                "dynamodb_throttled_requests": float(sum(throttled))}
+
+    def _points(self, namespace: str, name: str, dims: list[dict[str, str]], window: Window, stat: str) -> list[float]:
+        try:
+            data = self._cw.get_metric_statistics(
+                Namespace=namespace, MetricName=name, Dimensions=dims,
+                StartTime=datetime.fromtimestamp(window.start, UTC), EndTime=datetime.fromtimestamp(window.end, UTC),
+                Period=window.period, Statistics=[stat])
+        except Exception as exc:
+            raise translate(exc, f"read metric {namespace}/{name}") from None
+        return [float(p[stat]) for p in data.get("Datapoints", []) if stat in p]

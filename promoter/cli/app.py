@@ -48,6 +48,10 @@ COMMANDS: dict[str, CommandEntry] = {
     "abort": CommandEntry("promoter.cli.release", "Roll an interrupted deploy back to its recorded stable version."),
     "status": CommandEntry("promoter.cli.release", "The alias's versions and weights with their releases, the last "
                            "runs and verdicts, the lock holder."),
+    "watch": CommandEntry("promoter.cli.watch", "Watch a release after 100 % on the plan's schedule: check SLA and "
+                          "rollback thresholds, roll back inside the rollback window, page after it, record the soak."),
+    "replay": CommandEntry("promoter.cli.replay", "Judge a past run's recorded observations again, offline, with other "
+                           "thresholds: where it would have stopped."),
     "history": CommandEntry("promoter.cli.release", "Runs and their events, from the ledger."),
     "lock": CommandEntry("promoter.cli.release", "The per-environment lock."),
     "promote": CommandEntry("promoter.cli.promote", "Run the plan's phases for ENV (dev: dev-deployment; "

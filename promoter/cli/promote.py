@@ -115,6 +115,7 @@ def promote(
     from promoter.cli.release import _check_numbers, _confirm, _parse_env_vars
     from promoter.engine import pipeline, release, steps
     from promoter.engine.approvals import caller_identity
+    from promoter.engine.notify import notifier_for, pipeline_notifications
     from promoter.errors import UsageError
 
     if on_interrupt not in ("rollback", "hold"):
@@ -135,15 +136,30 @@ def promote(
         _confirm(app, env_name, [f"promote to {env_name} (account {app.plan.environment(env_name).account_id}): "
                                  + " + ".join(p.id for p in phases)], yes)
     display = PipelineDisplay(json_output)
-    wiring = steps.StepWiring(
-        aws_for=lambda e: app.aws(e),
-        ports_for=lambda e: release.Ports.for_aws(app.aws(e), app.plan, e, ledger),
-        release_observer=display.release_event,
-    )
+    notifiers: dict[str, Any] = {}
+
+    def notifier(e: str) -> Any:
+        if e not in notifiers:
+            notifiers[e] = notifier_for(app.plan, e, app.aws(e), ledger)
+        return notifiers[e]
+
+    def ports_for(e: str) -> Any:
+        release_ports = release.Ports.for_aws(app.aws(e), app.plan, e, ledger)
+        release_ports.notifier = notifier(e)
+        return release_ports
+
+    wiring = steps.StepWiring(aws_for=lambda e: app.aws(e), ports_for=ports_for,
+                              release_observer=display.release_event)
     ports = steps.pipeline_ports(wiring, ledger, lambda: caller_identity(lambda: app.aws(env_name).client("sts")),
                                  app.plan)
-    with release.sigterm_as_interrupt():
-        run = pipeline.promote(settings, ports, display)
+    if not dry_run:
+        ports.notify = pipeline_notifications(notifier(env_name))
+    try:
+        with release.sigterm_as_interrupt():
+            run = pipeline.promote(settings, ports, display)
+    finally:
+        for each in notifiers.values():  # bounded: the notifications never hold the promotion past this
+            each.flush()
     if json_output:
         print_json(run.to_dict())
         return

@@ -171,9 +171,19 @@ def verdict_line(v: dict[str, Any]) -> str:
 
 
 def _ports(app: App, env: str):
+    from promoter.engine.notify import notifier_for
     from promoter.engine.release import Ports
 
-    return Ports.for_aws(app.aws(env), app.plan, env, app.ledger())
+    ledger = app.ledger()
+    ports = Ports.for_aws(app.aws(env), app.plan, env, ledger)
+    ports.notifier = notifier_for(app.plan, env, app.aws(env), ledger)
+    return ports
+
+
+def _flush_notifications(ports: Any) -> None:
+    """Give the notifications under way their bounded time before the command exits (they never fail it)."""
+    if getattr(ports, "notifier", None) is not None:
+        ports.notifier.flush()
 
 
 def deploy(
@@ -255,6 +265,7 @@ def deploy(
             record = release.deploy(settings, ports, display)
     finally:
         _hold_off_late_interrupts(ctx)
+        _flush_notifications(ports)
     _print_record(record, json_output)
 
 
@@ -402,6 +413,8 @@ def status(
     if data["unfinished_run"]:
         out.print(f"unfinished run {data['unfinished_run']}: promoter deploy --env {env_name} --resume, "
                   f"or promoter abort --env {env_name}")
+    if data.get("watch"):
+        out.print(watch_line(data["watch"]))
     if data["routes"] is None and data["last_alias"]:
         last = data["last_alias"]
         out.print(f"last alias change recorded: version {last['version']} weights {last['weights'] or '{}'} "
@@ -414,6 +427,23 @@ def status(
         if data.get("aws_hint"):
             err.print(f"hint: {data['aws_hint']}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+def watch_line(w: dict[str, Any]) -> str:
+    """The watch of the last release at 100 %: checks, the next one, the soak."""
+    head = f"watch of {w.get('release')} (version {w.get('version')}): {w['checks_green']} of {w['checks']} checks " \
+        f"green, {w['checks_failed']} not, {w['of_checks']} scheduled"
+    criteria = w.get("success_criteria") or []
+    met = sum(1 for c in criteria if c["ok"])
+    if criteria:
+        head += f"; success criteria {met} of {len(criteria)} met (" + ", ".join(
+            f"{c['criterion']}: {'yes' if c['ok'] else 'pending' if c['ok'] is None else 'NO'}" for c in criteria) + ")"
+    if w.get("ended"):
+        return f"{head}; ended: {w['ended']}; soak {w['soak']}"
+    nxt = "now" if not w.get("next_check_in") else f"in {w['next_check_in']:g}s"
+    soak = w["soak"] if w.get("soak_seconds_left") is None else f"{w['soak']}, {w['soak_seconds_left']:.0f}s left"
+    window = "inside" if w.get("in_rollback_window") else "past"
+    return f"{head}; next check {nxt} ({window} the rollback window); soak {soak}"
 
 
 def _warn(lines: list[str]) -> None:
@@ -460,6 +490,12 @@ def _summary(r: dict[str, Any]) -> str:
         return f"{r.get('outcome')}: {r.get('reason')}"
     if kind == "pretraffic":
         return f"version {r.get('version')} ok={r.get('ok')}"
+    if kind == "watch-check":
+        from promoter.cli.watch import _line
+
+        return _line(r)
+    if kind in ("watch-soak", "watch-end"):
+        return f"{r.get('outcome')}{': ' + r['reason'] if r.get('reason') else ''}"
     return ""
 
 

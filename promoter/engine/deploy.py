@@ -592,22 +592,26 @@ class _Run:
             window = canary_mod.query_window(started_wall, self.p.wall())
             stable = self.stable if step.weight < 100 else None
             observation = self.p.metrics.observe(self.candidate, stable, window)
+            judged_with = {"preexisting_alarms": list(self.preexisting_alarms), "canary_weight": weight}
             verdict = canary_mod.judge(observation, self.thresholds, preexisting_alarms=self.preexisting_alarms,
                                        canary_weight=weight)
             self.preexisting_alarms = canary_mod.still_preexisting(self.preexisting_alarms,
                                                                    observation.alarms_in_alarm)
             elapsed = clock.now() - started
+            data_seen = canary_mod.data_covers(observation, step_started=started_wall, bake_seconds=step.bake_seconds)
             action, why = canary_mod.next_action(
                 verdict, elapsed=elapsed, bake_seconds=step.bake_seconds,
                 max_extension_seconds=timing.extension_seconds, on_inconclusive=plan_canary.on_inconclusive,
-                data_seen=canary_mod.data_covers(observation, step_started=started_wall,
-                                                 bake_seconds=step.bake_seconds),
+                data_seen=data_seen,
             )
             following = timing.next_analysis(elapsed) if action == "wait" else None
+            # what judged this verdict beyond the observation and thresholds, so `promoter replay` can judge it again
+            judged_with.update(bake_seconds=step.bake_seconds, extension_seconds=timing.extension_seconds,
+                               on_inconclusive=plan_canary.on_inconclusive, data_seen=data_seen)
             entry = {"step": step.weight, "elapsed": round(elapsed, 2), "action": action, "why": why,
                      "window": window.to_dict(), "deadline": timing.deadline,
                      "next_analysis": None if following is None else round(following, 2),
-                     **verdict.to_dict()}
+                     "judged_with": judged_with, **verdict.to_dict()}
             self.record.verdicts.append(entry)
             self.log("verdict", **entry)
             self.emit(ReleaseEvent("verdict", entry))
@@ -642,6 +646,10 @@ class _Run:
         except Exception as exc:
             return self._rollback_failed(reason, exc)
         self.end(outcome, reason, verdict=verdict.to_dict() if verdict else None)
+        self.p.notify("rolled-back", f"{self.record.release} rolled back to version {self.stable}: {reason}",
+                      release=self.record.release, run_id=self.record.run_id, to=self.stable,
+                      line=verdict.line if verdict else None,
+                      numbers=verdict.observation.to_dict() if verdict else None)
         raise ReleaseFailed(f"rolled back to version {self.stable}: {reason}",
                             hint=f"details: promoter history --env {self.env}")
 
@@ -674,6 +682,9 @@ class _Run:
         command = manual_rollback_command(self.p.function, self.p.alias, self.stable, self.p.region)
         detail = exc.detail if isinstance(exc, _Foreign) else str(exc)
         self.end("rollback-failed", f"{reason}; rollback failed: {detail}", manual_command=command)
+        self.p.notify("rollback-failed", f"{self.record.release}: release failed ({reason}) and the rollback failed: "
+                      f"{detail}; roll back with promoter abort --env {self.env}, or by hand: {command}",
+                      release=self.record.release, run_id=self.record.run_id, manual_command=command)
         raise RollbackFailed(f"release failed ({reason}) and the rollback failed: {detail}",
                              hint=f"roll back with promoter abort --env {self.env} (recorded); if promoter cannot "
                              f"reach the alias, by hand: {command}")
@@ -696,6 +707,10 @@ class _Run:
             self.end("rolled-back", f"stopped: {foreign.detail}; the alias is on stable version {self.stable}")
             raise ReleaseFailed(f"stopped: {foreign.detail}; the alias is on stable version {self.stable}")
         command = manual_rollback_command(self.p.function, self.p.alias, self.stable, self.p.region)
+        self.p.notify("rollback-failed", f"{self.record.release}: stopped: {foreign.detail}; promoter did not touch "
+                      f"the alias after that; to return to version {self.stable}: promoter rollback --env {self.env} "
+                      f"--to {self.stable}, or by hand: {command}", release=self.record.release,
+                      run_id=self.record.run_id, manual_command=command)
         if mover:
             self.end("rollback-failed", f"stopped: {foreign.detail}; promoter left it there", moved_by=mover)
             raise RollbackFailed(

@@ -8,7 +8,9 @@ Proof, all for the same sha256, read from the ``proven_in`` environment's ledger
 2. **smoke**: a passed smoke run against that environment for the artifact, after it reached 100 %;
 3. **validation**: every step of the plan's ``validation_phase`` passed for the artifact;
 4. **soak**: the version served 100 % for at least ``min_soak_minutes`` from reaching it until now (or until
-   the alias moved to another version), with no ``rollback`` run meanwhile.
+   the alias moved to another version), with no ``rollback`` run meanwhile. Where ``promoter watch`` recorded
+   a soak for the artifact, its outcome decides: a failed soak (a check that was not green) is a problem
+   whatever the time says, and a passed one over at least ``min_soak_minutes`` proves the soak.
 
 :func:`proof_problems` is the pure decision; :func:`admit` refuses (exit 1, nothing changed) naming every
 missing piece. ``--allow-unproven`` overrides it only where the plan allows, and is recorded.
@@ -103,10 +105,24 @@ def proof_problems(records: Iterable[dict[str, Any]], *, plan: Plan, passport: P
         soak = round((end - start).total_seconds() / 60, 2)
         if rolled:
             problems.append(f"rolled back in {where} during the soak: {'; '.join(rolled)}")
-        if soak < passport.min_soak_minutes:
+        watched = watched_soak(records, sha)
+        if watched is not None and watched.get("outcome") == "failed":
+            problems.append(f"the watch's soak failed in {where}: {watched.get('reason')}")
+        elif watched is not None and float(watched.get("elapsed_minutes") or 0) >= passport.min_soak_minutes:
+            soak = float(watched["elapsed_minutes"])  # the watch saw the whole soak green
+        elif soak < passport.min_soak_minutes:
             problems.append(f"soaked {soak:g} minutes in {where} at 100 %, the plan asks for "
                             f"{passport.min_soak_minutes:g}")
     return Proof(tuple(problems), version, reached, soak)
+
+
+def watched_soak(records: Iterable[dict[str, Any]], sha: str) -> dict[str, Any] | None:
+    """The last soak outcome ``promoter watch`` recorded for artifact ``sha`` (passed or failed), or None."""
+    found = None
+    for r in records:
+        if r.get("kind") == "watch-soak" and r.get("artifact_sha256") == sha:
+            found = r
+    return found
 
 
 def admit(plan: Plan, env: str, sha: str, release: str, ledger: Ledger, *, allow_unproven: bool = False,

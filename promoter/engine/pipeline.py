@@ -258,15 +258,28 @@ class PipelinePorts:
     admission: Admission | None = None  # refuses an artifact the environment does not accept (the passport)
     evidence: EvidenceWriter | None = None  # writes the run's evidence pack at its end
     wall: Callable[[], float] = time.time
+    notify: Observer | None = None  # hears every event too (notifications); must return at once and never raise
 
 
 def _silent(_event: PipelineEvent) -> None:
     return None
 
 
+def _also(observer: Observer, notify: Observer | None) -> Observer:
+    if notify is None:
+        return observer
+
+    def both(event: PipelineEvent) -> None:
+        observer(event)
+        with contextlib.suppress(Exception):  # a notification never fails a promotion
+            notify(event)
+
+    return both
+
+
 def promote(settings: PromoteSettings, ports: PipelinePorts, observer: Observer | None = None) -> PipelineRun:
     """Run the selected phases; raise WaitingForApproval (exit 5), the failed step's error, or a refusal."""
-    emit = observer or _silent
+    emit = _also(observer or _silent, ports.notify)
     env = settings.env
     phases = settings.phases()
     phase_ids = [p.id for p in phases]

@@ -99,6 +99,13 @@ class Ports:
     # in the wrong account (a shell still logged in to SIT cannot deploy to PROD)
     expected_account: str | None = None
     caller_account: Callable[[], str] | None = None
+    # told of rollbacks and failed rollbacks (promoter.engine.notify.Notifier); sending never blocks or fails a run
+    notifier: Any = None
+
+    def notify(self, event: str, text: str, **data: Any) -> None:
+        if self.notifier is not None:
+            with contextlib.suppress(Exception):
+                self.notifier.notify(event, text, **data)
 
     def guard_account(self, env: str) -> None:
         if self.expected_account and self.caller_account is not None:

@@ -32,6 +32,8 @@ def status(plan: Plan, env: str, ports: Ports, *, runs: int = 5) -> dict[str, An
         verdicts = ledger.records(env, kind="verdict", run_id=run["run_id"])
         run["verdicts"] = [{"step": v.get("step"), "outcome": v.get("outcome"), "action": v.get("action")}
                            for v in verdicts]
+    from promoter.engine.watch import ledger_summary
+
     changes = ledger.records(env, kind="alias-change")
     last = changes[-1] if changes else None
     data: dict[str, Any] = {
@@ -42,6 +44,7 @@ def status(plan: Plan, env: str, ports: Ports, *, runs: int = 5) -> dict[str, An
         "last_alias": {"version": last["after"].get("version"), "weights": last["after"].get("weights") or {},
                        "run_id": last.get("run_id")} if last and last.get("after") else None,
         "ledger_warnings": ledger.warnings(env),
+        "watch": ledger_summary(ledger, env, ports.wall()),
         "aws_error": None,
     }
     try:
@@ -66,8 +69,9 @@ def status(plan: Plan, env: str, ports: Ports, *, runs: int = 5) -> dict[str, An
 
 def history(ledger: Ledger, env: str, *, limit: int = 10) -> list[dict[str, Any]]:
     runs = ledger.runs(env)[-limit:] if limit else ledger.runs(env)
-    for run in runs:
-        run["records"] = [r for r in ledger.records(env, run_id=run["run_id"])]
+    records = ledger.records(env)
+    for run in runs:  # a deploy's watch after 100 % is part of its history
+        run["records"] = [r for r in records if r.get("run_id") == run["run_id"] or r.get("watch_of") == run["run_id"]]
     return runs
 
 

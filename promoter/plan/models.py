@@ -418,6 +418,64 @@ class Contact(_Strict):
     availability: str = ""
 
 
+# -- after 100 %: the watch and its notifications -------------------------------------------------------------
+class WatchPeriod(_Strict):
+    """Checks every ``every_minutes`` from the end of the period before until ``until_minutes`` after 100 %."""
+
+    until_minutes: float = Field(gt=0)
+    every_minutes: float = Field(gt=0)
+
+
+class Watch(_Strict):
+    """What follows a release at 100 %: checks on the runbook's cadence, the rollback window, the soak."""
+
+    periods: list[WatchPeriod] = [WatchPeriod(until_minutes=360, every_minutes=30),
+                                  WatchPeriod(until_minutes=1440, every_minutes=60),
+                                  WatchPeriod(until_minutes=10080, every_minutes=1440)]
+    # a breach of the rollback thresholds inside this window rolls back automatically; after it, it pages
+    rollback_window_minutes: float = Field(360, ge=0)
+    # the soak passes when this long has passed at 100 % with every check green (SLA and rollback thresholds)
+    soak_minutes: float = Field(4320, ge=0)
+    # DynamoDB throttled requests on the table in one check's window above this are an SLA breach
+    dynamodb_throttles: int = Field(0, ge=0)
+    # how late metrics arrive (Lambda's on CloudWatch: a few minutes): each check reads the schedule's window
+    # ending this long before it is due, so no datapoint falls between two checks
+    data_lag_seconds: float = Field(180, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _ascending(self) -> Watch:
+        ends = [p.until_minutes for p in self.periods]
+        if any(b <= a for a, b in itertools.pairwise(ends)):
+            raise ValueError(f"watch.periods: until_minutes must strictly increase, got {ends}")
+        if self.periods and self.soak_minutes > ends[-1]:
+            raise ValueError(f"watch.soak_minutes {self.soak_minutes:g} is past the last check at {ends[-1]:g}")
+        shortest = min((p.every_minutes for p in self.periods), default=0) * 60
+        if self.periods and self.data_lag_seconds >= shortest:
+            raise ValueError(f"watch.data_lag_seconds {self.data_lag_seconds:g} must be shorter than the shortest "
+                             f"interval between checks, {shortest:g} s")
+        return self
+
+
+class Webhook(_Strict):
+    """A Slack-compatible incoming webhook; the plan names where its URL is kept, never the URL."""
+
+    url_env: str | None = "PROMOTER_WEBHOOK_URL"  # an environment variable holding the URL
+    secret_id: str | None = None  # else an AWS Secrets Manager secret (the URL, or JSON with a "url" key)
+
+
+class Notifications(_Strict):
+    """Who hears about a promotion: the environment's SNS topic (resources.sns_topic) and a webhook."""
+
+    sns: bool = True
+    webhook: Webhook | None = Webhook()
+    timeout_seconds: float = Field(5, gt=0, le=60)  # one attempt
+    attempts: int = Field(3, ge=1, le=10)
+    events: list[Literal["promotion-started", "step-passed", "waiting-approval", "rolled-back", "rollback-failed",
+                         "watch-breach", "soak-passed"]] = [
+        "promotion-started", "step-passed", "waiting-approval", "rolled-back", "rollback-failed", "watch-breach",
+        "soak-passed"]
+
+
 class ResolvedNames(Resources):
     """Every resource name of one environment, with ``{env}`` substituted."""
 
@@ -452,6 +510,8 @@ class Plan(_Strict):
     contacts: list[Contact] = []
     state: State = State()
     ci: Ci = Ci()
+    watch: Watch = Watch()
+    notifications: Notifications = Notifications()
 
     @model_validator(mode="after")
     def _references(self) -> Plan:

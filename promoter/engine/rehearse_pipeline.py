@@ -59,6 +59,7 @@ REHEARSAL_APPROVER = "promoter rehearse (playing the approvers)"
 REHEARSAL_APPROVER_IDENTITY = "rehearsal:approver"  # never the starter's identity: four eyes holds
 SOAK_MINUTES = 0.25
 SMOKE_BUDGET_MS = 3000.0
+REPLAY_ERROR_RATE_PCT = 50.0  # above the faulty release's 30 %: the replay must not roll it back
 FUZZ_EXAMPLES = 5  # the rehearsal's API fuzzing: examples per operation, and a time bound
 FUZZ_SECONDS = 20.0
 LOAD_RATE = 20.0  # the rehearsal's load test: what two cores serve through the sandbox within the SLA
@@ -214,6 +215,14 @@ def run_pipeline_rehearsal(settings: RehearsalSettings, observer: Callable[[str,
                 f"{k}={v}" for k, v in sandbox.endpoints.items()), {"endpoints": sandbox.endpoints})
         return start
 
+    from promoter.sandbox.webhook import WebhookReceiver
+
+    # the team's chat channel: a webhook receiver on loopback, named to the plan's webhook variable
+    receiver = ctx["webhook"] = WebhookReceiver().start()
+    hooks = contextlib.ExitStack()
+    webhook = settings.plan.notifications.webhook
+    if webhook is not None and webhook.url_env:
+        hooks.enter_context(_process_env({webhook.url_env: receiver.url}))
     try:
         for env in envs:
             if not step(f"sandbox-{env}", f"Sandbox up as {env}", f"a local account playing {env}'s "
@@ -228,9 +237,13 @@ def run_pipeline_rehearsal(settings: RehearsalSettings, observer: Callable[[str,
                     return result
         with _process_env(ctx["vars"][envs[-1]]):
             _rollback(plan, ledger, envs[-1], step, observer)
+        step("notifications", "Notifications", "the promotions' events reached the sandbox's SNS topic and the "
+             "webhook receiver, none failed", lambda: _notifications(ledger, envs, ctx))
         step("evidence", "Evidence packs", "every pipeline run's pack verifies (hashes, archive, chain)",
              lambda: _verify_all(ledger, ctx["pipelines"]))
     finally:
+        hooks.close()
+        receiver.stop()
         result.duration_s = time.monotonic() - started
         # the report reads the packs through the ledger, which may live in a sandbox's state bucket: before down
         result.report_path = str(write_pipeline_report(result, ledger, ctx["pipelines"],
@@ -242,7 +255,8 @@ def run_pipeline_rehearsal(settings: RehearsalSettings, observer: Callable[[str,
     return result
 
 
-def _wiring(plan: Plan, ledger: Ledger, env: str, ctx: dict[str, Any], notes: Callable[[Any], None]):
+def _wiring(plan: Plan, ledger: Ledger, env: str, ctx: dict[str, Any], notes: Callable[[Any], None],
+            notifier: Any = None):
     from promoter.adapters.aws import AwsSessionFactory
     from promoter.engine import release
     from promoter.engine.steps import StepWiring
@@ -261,7 +275,12 @@ def _wiring(plan: Plan, ledger: Ledger, env: str, ctx: dict[str, Any], notes: Ca
 
         return SandboxTokens(sandbox.state_dir)
 
-    return StepWiring(aws_for=aws_for, ports_for=lambda t: release.Ports.for_aws(aws_for(t), plan, t, ledger),
+    def ports_for(target: str) -> Any:
+        ports = release.Ports.for_aws(aws_for(target), plan, target, ledger)
+        ports.notifier = notifier
+        return ports
+
+    return StepWiring(aws_for=aws_for, ports_for=ports_for,
                       api_urls=dict(ctx["api"]), tokens=dict(ctx["tokens"]), preflight_skip=("code", "manual"),
                       release_observer=notes, suite_env=suite_env,
                       security_tokens=security_tokens if sandbox is not None else None)
@@ -270,14 +289,19 @@ def _wiring(plan: Plan, ledger: Ledger, env: str, ctx: dict[str, Any], notes: Ca
 def _promote(settings: RehearsalSettings, plan: Plan, ledger: Ledger, base: Path, env: str, ctx: dict[str, Any],
              observer, **options: Any):
     """``promoter promote`` as the CLI runs it, over the rehearsal's wiring."""
+    from promoter.adapters.aws import AwsSessionFactory
     from promoter.engine import pipeline, steps
     from promoter.engine.approvals import caller_identity
+    from promoter.engine.notify import notifier_for, pipeline_notifications
     from promoter.engine.rehearse import release_notes as notes_of
 
     note = notes_of(lambda message: observer("note", message))
-    wiring = _wiring(plan, ledger, env, ctx, note)
+    # the plan's notifications: the sandbox's SNS topic and the rehearsal's webhook receiver
+    notifier = notifier_for(plan, env, AwsSessionFactory(region=plan.environment(env).region), ledger)
+    wiring = _wiring(plan, ledger, env, ctx, note, notifier)
     ports = steps.pipeline_ports(wiring, ledger, lambda: caller_identity(lambda: wiring.aws_for(env).client("sts")),
                                  plan)
+    ports.notify = pipeline_notifications(notifier)
     ops = dict(ports.operations)
     ops["infra-plan"] = RehearsalInfraPlan(settings, base)
     ops["infra-apply"] = RehearsalInfraApply()
@@ -295,7 +319,10 @@ def _promote(settings: RehearsalSettings, plan: Plan, ledger: Ledger, base: Path
         elif event.kind == "start":
             ctx["pipelines"].append((env, d["pipeline_id"]))
 
-    return pipeline.promote(ps, ports, on_event)
+    try:
+        return pipeline.promote(ps, ports, on_event)
+    finally:
+        notifier.flush()
 
 
 def _rehearse_env(settings, plan, ledger, base, env, envs, ctx, step, result, observer) -> bool:
@@ -327,6 +354,9 @@ def _rehearse_env(settings, plan, ledger, base, env, envs, ctx, step, result, ob
             step("faulty", f"Faulty release {FAULTY_RELEASE} (CHAOS_ERROR_RATE={settings.chaos_error_rate})",
                  "promote fails at the deploy step (exit 3): the canary analysis rolls it back and the alias returns "
                  "to the good release", lambda: _faulty(settings, plan, ledger, base, env, ctx, result, observer))
+            step("replay", "Replay of the faulty canary with a looser threshold", f"its recorded observations "
+                 f"judged again with error_rate_pct={REPLAY_ERROR_RATE_PCT:g}: it would not have rolled back",
+                 lambda: _replay(ledger, env, ctx))
     finally:
         stats = traffic.stop()
         result.figures[f"synthetic_traffic_{env}"] = stats.to_dict()
@@ -489,7 +519,46 @@ def _faulty(settings, plan, ledger, base, env, ctx, result, observer):
               f"{reason.splitlines()[0]}; faulty version {faulty_version} served "
               f"{figures.get('faulty_requests_served')} requests; back on stable "
               f"{figures.get('first_faulty_request_to_stable_s')} s after its first request")
-    return detail, {"faulty_version": faulty_version, "pipeline_id": pipeline_run.get("pipeline_id"), **figures}
+    ctx["faulty_deploy_run"] = deploy_run
+    return detail, {"faulty_version": faulty_version, "pipeline_id": pipeline_run.get("pipeline_id"),
+                    "deploy_run": deploy_run, **figures}
+
+
+def _replay(ledger: Ledger, env: str, ctx: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The faulty canary's recorded observations judged again with a threshold above its error rate."""
+    from promoter.engine.replay import parse_overrides, replay_records
+
+    run_id = ctx.get("faulty_deploy_run")
+    if not run_id:
+        raise _Expectation("no faulty deploy run to replay")
+    overrides = parse_overrides([f"error_rate_pct={REPLAY_ERROR_RATE_PCT:g}"])
+    replayed = replay_records(ledger.records(env), run_id, env, overrides)
+    if not replayed.rolled_back or replayed.comparison != "never":
+        raise _Expectation(f"replay of {run_id} with error_rate_pct={REPLAY_ERROR_RATE_PCT:g}: "
+                           f"{replayed.comparison}: {replayed.text()}")
+    return (f"promoter replay {run_id} --threshold error_rate_pct={REPLAY_ERROR_RATE_PCT:g}: {replayed.text()} "
+            f"({len(replayed.intervals)} intervals re-judged, no AWS call)", replayed.to_dict())
+
+
+def _notifications(ledger: Ledger, envs: list[str], ctx: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """What the plan's notification targets got: the sandbox's SNS topic and the loopback webhook."""
+    deliveries = [r for env in envs for r in ledger.records(env, kind="notification")]
+    by_target: dict[str, dict[str, int]] = {}
+    for d in deliveries:
+        counts = by_target.setdefault(str(d.get("target")), {"delivered": 0, "failed": 0})
+        counts["delivered" if d.get("ok") else "failed"] += 1
+    events = sorted({str(d.get("event")) for d in deliveries if d.get("ok")})
+    received = len(ctx["webhook"].messages) if ctx.get("webhook") else 0
+    data = {"by_target": by_target, "events": events, "webhook_received": received}
+    missing = [e for e in ("promotion-started", "waiting-approval", "rolled-back") if e not in events]
+    if missing or not by_target.get("sns", {}).get("delivered") or not by_target.get("webhook", {}).get("delivered"):
+        raise _Expectation(f"notifications: {by_target}; events delivered {events}; missing {missing}")
+    failed = sum(c["failed"] for c in by_target.values())
+    if failed or received != by_target["webhook"]["delivered"]:
+        raise _Expectation(f"{failed} deliveries failed; the webhook received {received} of "
+                           f"{by_target['webhook']['delivered']} recorded as delivered")
+    return (f"{by_target['sns']['delivered']} to SNS, {by_target['webhook']['delivered']} to the webhook (received "
+            f"{received}), none failed; events: {', '.join(events)}", data)
 
 
 def _approve_release(plan: Plan, ledger: Ledger, env: str, phase: str, release: str, sha: str) -> list[str]:

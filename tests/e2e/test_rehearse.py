@@ -31,8 +31,8 @@ def test_the_whole_promotion_rehearses_offline_as_the_pipeline_in_two_accounts(t
     result = json.loads(proc.stdout)
     steps = {s["name"]: s for s in result["steps"]}
     assert list(steps) == ["sandbox-sit", "sit-promotion", "sit-validation-paused", "sit-validation-resumed",
-                           "faulty", "sandbox-prod", "prod-unproven", "prod-promotion-paused",
-                           "prod-promotion-resumed", "rollback", "evidence"]
+                           "faulty", "replay", "sandbox-prod", "prod-unproven", "prod-promotion-paused",
+                           "prod-promotion-resumed", "rollback", "notifications", "evidence"]
     assert {s["outcome"] for s in steps.values()} == {"passed"}
     # two accounts, as in reality
     assert "815856636111" in steps["sandbox-sit"]["detail"] and "093646564004" in steps["sandbox-prod"]["detail"]
@@ -49,6 +49,15 @@ def test_the_whole_promotion_rehearses_offline_as_the_pipeline_in_two_accounts(t
     assert figures["faulty_requests_served"] > 0
     assert 0 < figures["first_faulty_request_to_stable_s"] < 60
     assert "error_rate_pct" in steps["faulty"]["detail"] and "(exit 3)" in steps["faulty"]["detail"]
+    # SIT validation measured: the integration suite, the load test and the security checks ran and passed
+    validation = steps["sit-validation-paused"]["data"]
+    assert validation["exit_code"] == 5 and "sit-signoff" in validation["command"]
+    # the faulty canary's observations, judged again with a threshold above its error rate: no rollback
+    assert steps["replay"]["data"]["comparison"] == "never" and steps["replay"]["data"]["rolled_back"]
+    # the plan's notifications reached the sandbox's SNS topic and the loopback webhook
+    delivered = steps["notifications"]["data"]["by_target"]
+    assert delivered["sns"]["delivered"] > 0 and delivered["webhook"]["delivered"] > 0
+    assert {"promotion-started", "waiting-approval", "rolled-back"} <= set(steps["notifications"]["data"]["events"])
     # every evidence pack verifies, and the report is theirs
     assert len(steps["evidence"]["data"]["packs"]) == 4
     # the control-plane fault injected into the good SIT deploy (a lost UpdateAlias reply) was handled, and the

@@ -59,6 +59,24 @@ LedgerOpt = Annotated[
     Path | None,
     typer.Option("--ledger-dir", envvar="PROMOTER_HOME", help="Ledger directory. Default: .promoter/"),
 ]
+# Options the release commands share (deploy, promote, rollback, abort): one declaration each.
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+LockWaitOpt = Annotated[float, typer.Option("--lock-wait", help="Seconds to wait for another run's lock.")]
+ReleaseOpt = Annotated[str | None, typer.Option("--release", help="Release tag. Default: HEAD's tag.")]
+AllowUntaggedOpt = Annotated[
+    bool, typer.Option("--allow-untagged", help="Allow a release that is not HEAD's tag (recorded).")
+]
+AnalysisIntervalOpt = Annotated[
+    float | None, typer.Option("--analysis-interval", help="Override the analysis interval (seconds).")
+]
+EnvVarOpt = Annotated[
+    list[str] | None, typer.Option("--env-var", help="K=V set in the function environment (repeatable).")
+]
+OnInterruptOpt = Annotated[
+    str, typer.Option("--on-interrupt", help="rollback (default) or hold the alias where it is.")
+]
+TargetOpt = Annotated[str | None, typer.Option("--target", help="Build target: lambda or local.")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Build output directory.")]
 StateOpt = Annotated[
     str | None,
     typer.Option("--state", envvar="PROMOTER_STATE",

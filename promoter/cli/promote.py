@@ -8,7 +8,26 @@ from typing import Annotated, Any
 
 import typer
 
-from promoter.cli.common import App, EnvOpt, JsonOpt, LedgerOpt, PlanOpt, ProfileOpt, RepoOpt, console, print_json
+from promoter.cli.common import (
+    AllowUntaggedOpt,
+    AnalysisIntervalOpt,
+    App,
+    EnvOpt,
+    EnvVarOpt,
+    JsonOpt,
+    LedgerOpt,
+    LockWaitOpt,
+    OnInterruptOpt,
+    OutOpt,
+    PlanOpt,
+    ProfileOpt,
+    ReleaseOpt,
+    RepoOpt,
+    TargetOpt,
+    YesOpt,
+    console,
+    print_json,
+)
 
 MARKS = {"passed": "ok", "failed": "FAILED", "waiting": "WAITING", "skipped": "skipped"}
 
@@ -74,31 +93,23 @@ class PipelineDisplay:
 def promote(
     env: EnvOpt = None,
     phase: Annotated[str | None, typer.Option("--phase", help="Run only this phase of the plan.")] = None,
-    release_tag: Annotated[str | None, typer.Option("--release", help="Release tag. Default: HEAD's tag.")] = None,
+    release_tag: ReleaseOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the last unfinished run of these phases.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what each step would do; change nothing.")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOpt = False,
     artifact: Annotated[Path | None, typer.Option("--artifact", help="Promote this zip instead of building.")] = None,
-    allow_untagged: Annotated[
-        bool, typer.Option("--allow-untagged", help="Allow a release that is not HEAD's tag (recorded).")
-    ] = False,
+    allow_untagged: AllowUntaggedOpt = False,
     allow_unproven: Annotated[
         bool, typer.Option("--allow-unproven", help="Promote an artifact the passport does not prove (recorded; "
                            "refused where the plan says so).")
     ] = False,
     bake: Annotated[float | None, typer.Option("--bake", help="Override canary bake seconds.")] = None,
-    analysis_interval: Annotated[
-        float | None, typer.Option("--analysis-interval", help="Override the analysis interval (seconds).")
-    ] = None,
-    env_var: Annotated[
-        list[str] | None, typer.Option("--env-var", help="K=V set in the function environment (repeatable).")
-    ] = None,
-    on_interrupt: Annotated[
-        str, typer.Option("--on-interrupt", help="rollback (default) or hold the alias where it is.")
-    ] = "rollback",
-    lock_wait: Annotated[float, typer.Option("--lock-wait", help="Seconds to wait for another run's lock.")] = 0,
-    target: Annotated[str | None, typer.Option("--target", help="Build target: lambda or local.")] = None,
-    out: Annotated[Path, typer.Option("--out", help="Build output directory.")] = Path("dist"),
+    analysis_interval: AnalysisIntervalOpt = None,
+    env_var: EnvVarOpt = None,
+    on_interrupt: OnInterruptOpt = "rollback",
+    lock_wait: LockWaitOpt = 0,
+    target: TargetOpt = None,
+    out: OutOpt = Path("dist"),
     repo: RepoOpt = None,
     plan: PlanOpt = None,
     profile: ProfileOpt = None,

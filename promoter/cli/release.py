@@ -8,11 +8,27 @@ from typing import Annotated, Any
 
 import typer
 
-from promoter.cli.common import App, EnvOpt, JsonOpt, LedgerOpt, PlanOpt, ProfileOpt, RepoOpt, console, print_json
+from promoter.cli.common import (
+    AllowUntaggedOpt,
+    AnalysisIntervalOpt,
+    App,
+    EnvOpt,
+    EnvVarOpt,
+    JsonOpt,
+    LedgerOpt,
+    LockWaitOpt,
+    OnInterruptOpt,
+    OutOpt,
+    PlanOpt,
+    ProfileOpt,
+    ReleaseOpt,
+    RepoOpt,
+    TargetOpt,
+    YesOpt,
+    console,
+    print_json,
+)
 from promoter.cli.text import figure, routing
-
-LockWaitOpt = Annotated[float, typer.Option("--lock-wait", help="Seconds to wait for another run's lock.")]
-YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
 def _parse_env_vars(values: list[str] | None) -> dict[str, str]:
@@ -195,27 +211,19 @@ def deploy(
         "--all-at-once", metavar="REASON",
         help="Shift straight to 100 % where the plan says canary; the reason is recorded. Refused where the plan "
         "requires the canary.")] = None,
-    release_tag: Annotated[str | None, typer.Option("--release", help="Release tag. Default: HEAD's tag.")] = None,
+    release_tag: ReleaseOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan with read-only calls; change nothing.")] = False,
     yes: YesOpt = False,
     bake: Annotated[float | None, typer.Option("--bake", help="Override bake seconds (rehearsals).")] = None,
-    analysis_interval: Annotated[
-        float | None, typer.Option("--analysis-interval", help="Override the analysis interval (seconds).")
-    ] = None,
+    analysis_interval: AnalysisIntervalOpt = None,
     artifact: Annotated[Path | None, typer.Option("--artifact", help="Deploy this zip instead of building.")] = None,
-    target: Annotated[str | None, typer.Option("--target", help="Build target: lambda or local.")] = None,
-    env_var: Annotated[
-        list[str] | None, typer.Option("--env-var", help="K=V set in the function environment (repeatable).")
-    ] = None,
-    on_interrupt: Annotated[
-        str, typer.Option("--on-interrupt", help="rollback (default) or hold the alias where it is.")
-    ] = "rollback",
+    target: TargetOpt = None,
+    env_var: EnvVarOpt = None,
+    on_interrupt: OnInterruptOpt = "rollback",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run from the ledger.")] = False,
-    allow_untagged: Annotated[
-        bool, typer.Option("--allow-untagged", help="Allow a release that is not HEAD's tag (recorded).")
-    ] = False,
+    allow_untagged: AllowUntaggedOpt = False,
     lock_wait: LockWaitOpt = 0,
-    out: Annotated[Path, typer.Option("--out", help="Build output directory.")] = Path("dist"),
+    out: OutOpt = Path("dist"),
     repo: RepoOpt = None,
     plan: PlanOpt = None,
     profile: ProfileOpt = None,

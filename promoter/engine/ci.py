@@ -120,9 +120,10 @@ def record_reviewer_approvals(
             for login in reviewers:
                 result.recorded.append(approve_terraform(login, f"github:{login}", run_url))
             continue
-        ref = change_request if _needs_ref(plan, gate) else run_url
-        if _needs_ref(plan, gate) and not change_request:
+        needs_ref = _needs_ref(plan, gate)
+        if needs_ref and not change_request:
             raise UsageError(f"gate {gate!r} needs the change request number: --change-request CR-NUMBER")
+        ref = change_request if needs_ref else run_url
         for login in reviewers:
             approval = record_gate_approval(
                 plan, ledger, env=approval_env(plan, gate, env), gate=gate, approver=login, ref=ref,

@@ -113,13 +113,20 @@ def adopt_approved_plan(settings: Any, runner: Any, ledger: Any) -> StepOutcome 
     planning again: its file unchanged since ``infra plan`` recorded it, fresh, not applied, in the workspace
     terraform selects, not blocked. A CI review job plans, its reviewers approve that plan, and the promotion
     applies exactly it. None otherwise (the step plans)."""
-    from promoter.engine.infra import ensure_workspace, verify_saved_plan
+    from promoter.engine.infra import TERRAFORM_GATE, ensure_workspace, sha256_file, verify_saved_plan
     from promoter.errors import RefusedError
 
     if not settings.plan_file.is_file():
         return None
-    records = ledger.records(settings.env, kind="infra-plan")
-    if not records:
+    # from the ledger first: terraform is started only for a plan that is recorded, approved and not applied
+    sha = sha256_file(settings.plan_file)
+    if not any(r.get("sha256") == sha for r in ledger.records(settings.env, kind="infra-plan")):
+        return None
+    if not any(r.get("gate") == TERRAFORM_GATE and r.get("sha256") == sha
+               for r in ledger.records(settings.env, kind="approval")):
+        return None
+    if any(r.get("sha256") == sha and r.get("outcome") == "applied"
+           for r in ledger.records(settings.env, kind="infra-apply")):
         return None
     runner.init(str(settings.backend_config) if settings.backend_config else None)
     try:

@@ -536,7 +536,8 @@ def still_preexisting(preexisting: tuple[str, ...], in_alarm: tuple[str, ...]) -
 
 
 # -- the bake's clock --------------------------------------------------------------------------------------
-MIN_COMPRESSED_INTERVAL = 1.0  # seconds: a compressed interval is not shorter than this (nor than the bake)
+MIN_COMPRESSED_INTERVAL = 0.5  # seconds: a compressed interval is not shorter than this (nor than the bake)
+SAME_MOMENT = 1e-3  # seconds: analyses closer than this are one
 
 
 @dataclass(frozen=True)
@@ -558,7 +559,7 @@ class BakeClock:
     def next_analysis(self, elapsed: float) -> float:
         """Seconds from the step's start of the analysis after one at ``elapsed``."""
         following = elapsed + self.interval
-        if elapsed < self.bake_seconds:
+        if elapsed < self.bake_seconds - SAME_MOMENT:  # an analysis a hair before the bake's end is at its end
             return min(following, self.bake_seconds)
         return min(following, max(self.deadline, elapsed))
 

@@ -40,7 +40,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from promoter.sandbox.auth import CognitoAuthorizer, Unauthorized, bearer_token, flatten_claims, issuer_for
 from promoter.sandbox.lambda_front import MotoClient, Reply, choose_version, serve
-from promoter.sandbox.metrics import Datapoint, Telemetry
+from promoter.sandbox.metrics import FLUSH_INTERVAL, Datapoint, Telemetry
 
 log = logging.getLogger("promoter.sandbox.api_front")
 
@@ -61,7 +61,7 @@ class ApiFront:
 
     def __init__(self, *, moto_url: str, lambda_url: str, function: str, alias: str, rest_api: str,
                  base_path: str, health_path: str, region: str, user_pool_id: str,
-                 flush_interval: float = 1.0) -> None:
+                 flush_interval: float = FLUSH_INTERVAL) -> None:
         import boto3
 
         self.function = function
@@ -340,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--region", required=True)
     parser.add_argument("--user-pool-id", required=True)
-    parser.add_argument("--flush-interval", type=float, default=float(os.environ.get("SANDBOX_FLUSH_INTERVAL", 1.0)))
+    parser.add_argument("--flush-interval", type=float,
+                        default=float(os.environ.get("SANDBOX_FLUSH_INTERVAL", FLUSH_INTERVAL)))
     parser.add_argument("--log-level", default=os.environ.get("SANDBOX_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(),

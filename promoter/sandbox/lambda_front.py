@@ -53,7 +53,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from promoter.sandbox import faults as faults_mod
-from promoter.sandbox.metrics import Datapoint, Telemetry, emf_datapoints
+from promoter.sandbox.metrics import FLUSH_INTERVAL, Datapoint, Telemetry, emf_datapoints
 from promoter.sandbox.workers import (
     CodeStore,
     CodeUnavailable,
@@ -172,7 +172,7 @@ class Stats:
 
 class LambdaFront:
     def __init__(self, moto_url: str, state_dir: Path, region: str, *, own_url: str = "",
-                 flush_interval: float = 1.0, concurrency_limit: int = 50,
+                 flush_interval: float = FLUSH_INTERVAL, concurrency_limit: int = 50,
                  max_workers_per_version: int | None = None) -> None:
         import boto3
 
@@ -740,7 +740,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--moto-url", required=True)
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--region", required=True)
-    parser.add_argument("--flush-interval", type=float, default=float(os.environ.get("SANDBOX_FLUSH_INTERVAL", 1.0)))
+    parser.add_argument("--flush-interval", type=float,
+                        default=float(os.environ.get("SANDBOX_FLUSH_INTERVAL", FLUSH_INTERVAL)))
     parser.add_argument("--concurrency-limit", type=int,
                         default=int(os.environ.get("SANDBOX_ACCOUNT_CONCURRENCY", 50)),
                         help="the account's concurrency (functions with a reservation are held to it instead)")

@@ -28,11 +28,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import math
 import os
 import re
 import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -120,8 +123,22 @@ def dimension_key(dimensions: Any) -> frozenset[tuple[str, str]]:
     return frozenset(key)
 
 
+def metric_index(backend: Any) -> dict[tuple[str, str], list[Any]]:
+    """The datapoints a CloudWatch backend was sent, by (namespace, metric name).
+
+    moto keeps every datapoint (each value of a ``Values``/``Counts`` pair is one object) in one list and walks
+    all of it for each query; the canary's queries during a bake walk only their own metric's datapoints."""
+    index = backend.__dict__.get("_promoter_index")
+    if index is None:
+        index = backend.__dict__.setdefault("_promoter_index", {})
+        for md in backend.metric_data:
+            index.setdefault((md.namespace, md.name), []).append(md)
+    return index
+
+
 def patch_cloudwatch_exact_dimensions() -> None:
-    """Make ``GetMetricStatistics`` match the exact dimension set, as CloudWatch does. Idempotent."""
+    """Make ``GetMetricStatistics`` match the exact dimension set, as CloudWatch does, reading only the
+    queried metric's datapoints (:func:`metric_index`). Idempotent."""
     from datetime import timedelta
 
     from moto.cloudwatch import models
@@ -140,8 +157,9 @@ def patch_cloudwatch_exact_dimensions() -> None:
         if start_time >= end_time:
             raise models.InvalidParameterValue("The parameter StartTime must be less than the parameter EndTime.")
         wanted = dimension_key(dimensions)
+        candidates = list(metric_index(self).get((namespace, metric_name), ())) + list(self.aws_metric_data)
         matching = sorted(
-            (md for md in self.get_all_metrics()
+            (md for md in candidates
              if md.namespace == namespace and md.name == metric_name and start_time <= md.timestamp < end_time
              and (not unit or md.unit == unit) and dimension_key(md.dimensions) == wanted),
             key=lambda md: md.timestamp,
@@ -160,9 +178,111 @@ def patch_cloudwatch_exact_dimensions() -> None:
                 data.append(statistics)
         return data
 
+    original_put = models.CloudWatchBackend.put_metric_data
+    lock = threading.Lock()
+
+    def put_metric_data(self: Any, namespace: str, metric_data: list[dict[str, Any]]) -> None:
+        with lock:  # what this call appended is indexed, whatever other threads put meanwhile
+            index = metric_index(self)
+            before = len(self.metric_data)
+            original_put(self, namespace, metric_data)
+            for md in self.metric_data[before:]:
+                index.setdefault((md.namespace, md.name), []).append(md)
+
     models.Dimension.__lt__ = dimension_lt
     models.CloudWatchBackend.get_metric_statistics = get_metric_statistics
+    models.CloudWatchBackend.put_metric_data = put_metric_data
     models.CloudWatchBackend._promoter_exact_dimensions = True
+
+
+_SLOW = object()
+
+
+def attribute_value_wire(value: Any) -> Any:
+    """The JSON wire form of one DynamoDB ``AttributeValue`` as moto's serializer writes it, or ``_SLOW``.
+
+    moto 5.2 serializes items member by member through the service model (ten members per attribute value,
+    each looked up under several aliases), which made a ``Scan`` of 20 campaigns cost 17 ms of the server's CPU.
+    Attribute values reach the serializer as plain ``{type: value}`` dicts; the string, number, boolean, null,
+    set, map and list forms serialize to themselves, so they are written directly. Anything else (binary
+    values, which are base64-encoded, or a value of an unexpected shape) goes through moto's serializer.
+    """
+    if not isinstance(value, dict) or len(value) != 1:
+        return _SLOW
+    ((kind, inner),) = value.items()
+    if kind in ("S", "N"):
+        return value if type(inner) is str else _SLOW
+    if kind in ("BOOL", "NULL"):
+        return value if type(inner) is bool else _SLOW
+    if kind in ("SS", "NS"):
+        return {kind: list(inner)} if type(inner) is list and all(type(v) is str for v in inner) else _SLOW
+    if kind == "M" and type(inner) is dict:
+        out = {}
+        for name, member in inner.items():
+            wire = attribute_value_wire(member)
+            if wire is _SLOW:
+                return _SLOW
+            out[name] = wire
+        return {"M": out}
+    if kind == "L" and type(inner) is list:
+        items = []
+        for member in inner:
+            wire = attribute_value_wire(member)
+            if wire is _SLOW:
+                return _SLOW
+            items.append(wire)
+        return {"L": items}
+    return _SLOW
+
+
+def patch_dynamodb_item_serialization() -> None:
+    """Write DynamoDB attribute values the way moto's JSON serializer does, without its per-member walk."""
+    from moto.core import serialize
+
+    cls = serialize.BaseJSONSerializer
+    if getattr(cls, "_promoter_fast_items", False):
+        return
+    original = cls._serialize_type_structure
+
+    def _serialize_type_structure(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        if key and shape.name == "AttributeValue":
+            wire = attribute_value_wire(value)
+            if wire is not _SLOW:
+                self._default_serialize(serialized, wire, shape, key)
+                return
+        original(self, serialized, value, shape, key)
+
+    cls._serialize_type_structure = _serialize_type_structure
+    cls._promoter_original_structure = original
+    cls._promoter_fast_items = True
+
+
+def cached_dispatcher(create_backend_app: Any) -> Any:
+    """moto's domain dispatcher, remembering the backend of each host it has seen.
+
+    moto finds the backend for every request by listing its own package directory (a ``stat`` per entry) and
+    matching the host against every service's URL patterns, under one lock all request threads share; at a few
+    hundred requests a second that lookup was most of the server's time and serialised its threads. The answer
+    depends only on the host, so it is looked up once per host.
+    """
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    class CachedDispatcher(DomainDispatcherApplication):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._backends: dict[str, Any] = {}
+
+        def get_backend_for_host(self, host: str | None) -> Any:
+            if host is None:
+                return None
+            backend = self._backends.get(host)
+            if backend is None:
+                backend = super().get_backend_for_host(host)
+                if backend:
+                    self._backends[host] = backend
+            return backend
+
+    return CachedDispatcher(create_backend_app)
 
 
 class FaultInjector:
@@ -177,7 +297,6 @@ class FaultInjector:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         import io
-        import time
         from urllib.parse import parse_qs
 
         from promoter.sandbox import faults
@@ -212,20 +331,45 @@ class FaultInjector:
             time.sleep(rule.latency_ms / 1000.0)
             return self.app(environ, start_response)
         # drop: let moto apply the call, then cut the connection before any reply
+        from promoter.sandbox.wsgi import SOCKET_KEY, RequestAborted
+
         result = self.app(environ, lambda *_a, **_k: (lambda _data: None))
         for _chunk in result:
             pass
-        sock = environ.get("werkzeug.socket")
+        sock = environ.get(SOCKET_KEY)
         if sock is not None:
             import socket
 
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-        raise ConnectionAbortedError("reply dropped by an injected fault")
+        raise RequestAborted("reply dropped by an injected fault")
 
 
 _REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 405: "Method Not Allowed", 429: "Too Many Requests",
             500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+def short_heap_walks(interval: float = 5.0) -> threading.Thread:
+    """Keep the garbage collector's pauses short as moto's stores grow.
+
+    moto keeps everything it is sent (items, log events, every metric value) for the life of the server, and
+    CPython's full collection walks every live object: under load its pauses grew with the heap, from 40 ms to
+    240 ms within a minute, stopping every request thread meanwhile. Every ``interval`` seconds the objects that
+    survived a full collection are frozen (:func:`gc.freeze`), so each collection walks only what is newer.
+    A cycle of frozen objects that later becomes garbage is never collected; moto's stores hardly make any.
+    """
+    gc.collect()
+    gc.freeze()
+
+    def loop() -> None:
+        while True:
+            time.sleep(interval)
+            gc.collect()
+            gc.freeze()
+
+    thread = threading.Thread(target=loop, name="heap-freeze", daemon=True)
+    thread.start()
+    return thread
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -234,8 +378,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--account-id", required=True, help="12-digit account id every resource belongs to")
     parser.add_argument("--region", required=True, help="default region of the environment")
     parser.add_argument("--access-log", action="store_true",
-                        help="log a line per request (off: at load-test rates the line costs the server a sixth of "
-                             "its CPU; errors are always logged)")
+                        help="log a line per request (off by default: errors are always logged)")
     args = parser.parse_args(argv)
 
     # moto reads these when it is imported: set them first.
@@ -245,25 +388,23 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 
-    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-    from werkzeug.serving import run_simple
+    from moto.moto_server.werkzeug_app import create_backend_app
+
+    from promoter.sandbox import wsgi
 
     patch_cloudwatch_percentiles()
     patch_cloudwatch_exact_dimensions()
+    patch_dynamodb_item_serialization()
 
     def _stop(_signum: int, _frame: Any) -> None:
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    class Handler(MotoRequestHandler):
-        def log_request(self, code: Any = "-", size: Any = "-") -> None:
-            if args.access_log or not str(code).startswith(("1", "2", "3")):
-                super().log_request(code, size)
-
-    application = FaultInjector(DomainDispatcherApplication(create_backend_app))
+    application = FaultInjector(cached_dispatcher(create_backend_app))
+    short_heap_walks()
     print(f"moto server for account {args.account_id} on http://127.0.0.1:{args.port}", flush=True)
-    run_simple("127.0.0.1", args.port, application, threaded=True, request_handler=Handler)
+    wsgi.serve(application, "127.0.0.1", args.port, access_log=args.access_log)
 
 
 if __name__ == "__main__":

@@ -66,8 +66,20 @@ def override_variable(runtime: str) -> str:
     return "PROMOTER_SANDBOX_" + re.sub(r"[^A-Z0-9]", "_", runtime.upper())
 
 
+_VERSIONS: dict[tuple[str, int, int], str] = {}
+
+
 def _version_of(path: str) -> tuple[str | None, str]:
-    """(major.minor, problem) of the interpreter at ``path``, by running it."""
+    """(major.minor, problem) of the interpreter at ``path``, by running it once per file (a replaced
+    interpreter, with a new inode or modification time, is run again; a failure is never remembered)."""
+    try:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+    except OSError as exc:
+        return None, f"cannot run: {exc}"
+    key = (real, st.st_ino, st.st_mtime_ns)
+    if key in _VERSIONS:
+        return _VERSIONS[key], ""
     try:
         done = subprocess.run([path, "-I", "-S", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                               capture_output=True, text=True, timeout=VERIFY_TIMEOUT_SECONDS, check=False)
@@ -75,7 +87,8 @@ def _version_of(path: str) -> tuple[str | None, str]:
         return None, f"cannot run: {exc}"
     if done.returncode != 0:
         return None, f"exits {done.returncode}"
-    return done.stdout.strip(), ""
+    _VERSIONS[key] = done.stdout.strip()
+    return _VERSIONS[key], ""
 
 
 def _candidates(runtime: str, wanted: str) -> list[tuple[str, str]]:
@@ -132,7 +145,8 @@ def resolve_interpreter(runtime: str) -> Interpreter:
     raise RuntimeUnavailable(runtime, looked)
 
 
-def _runtime_packages_key() -> str:
+@functools.cache
+def _runtime_packages_key() -> str:  # the installed versions do not change while a process runs
     versions = []
     for name in RUNTIME_DISTRIBUTIONS:
         try:

@@ -373,7 +373,8 @@ def test_bake_clock_compresses_the_interval_with_the_bake():
     plan = dict(plan_bake_seconds=900, plan_interval=60, extension_seconds=900)
     assert bake_clock(900, **plan).interval == 60
     assert bake_clock(90, **plan).interval == pytest.approx(6)  # ten times shorter, ten times more often
-    assert bake_clock(8, **plan).interval == 1.0  # not shorter than a second
+    assert bake_clock(8, **plan).interval == pytest.approx(60 * 8 / 900)  # in proportion down to 8 s bakes
+    assert bake_clock(4, **plan).interval == 0.5  # and not shorter than half a second
     assert bake_clock(0.5, **plan).interval == 0.5  # nor longer than the bake it judges
     assert bake_clock(8, **plan, interval=30).interval == 8  # a given interval, capped at the bake
     assert bake_clock(8, **plan, interval=2).interval == 2

@@ -599,18 +599,19 @@ def test_interrupt_with_hold_when_the_alias_cannot_be_read_still_records_where_i
 
 # -- the bake's clock and verdicts ------------------------------------------------------------------------------
 def test_bake_compresses_the_analysis_interval_and_ticks_show_next_analysis_and_deadline(world):
-    # GIVEN --bake 8 and no --analysis-interval: the plan's 60 s every 900 s becomes every second
+    # GIVEN --bake 8 and no --analysis-interval: the plan's 60 s every 900 s becomes 60 * 8 / 900 s
     events = []
     release.deploy(replace(world.settings, bake_seconds=8, analysis_interval=None), world.ports, events.append)
     verdicts = kinds(world.ledger, "verdict")
     tens = [v for v in verdicts if v["step"] == 10]
-    # THEN the first analysis comes after the first second, and then every second, never once a minute
-    assert tens[0]["elapsed"] == pytest.approx(1.0)
-    assert all(b["elapsed"] - a["elapsed"] == pytest.approx(1.0) for a, b in itertools.pairwise(tens))
+    every = 60 * 8 / 900
+    # THEN the first analysis comes after the first interval, and then every interval, never once a minute
+    assert tens[0]["elapsed"] == pytest.approx(every, abs=0.01)
+    assert all(b["elapsed"] - a["elapsed"] == pytest.approx(every, abs=0.01) for a, b in itertools.pairwise(tens))
     assert tens[0]["deadline"] == 8 + world.plan.canary.max_extension_seconds
     ticks = [e.data for e in events if e.kind == "tick"]
     assert ticks and all({"bake_left", "next_analysis_in", "deadline_in", "interval"} <= set(t) for t in ticks)
-    assert kinds(world.ledger, "run-start")[0]["analysis_interval"] == 1.0
+    assert kinds(world.ledger, "run-start")[0]["analysis_interval"] == pytest.approx(every, abs=0.01)
 
 
 def test_gross_failure_is_rolled_back_at_the_first_analysis(world):

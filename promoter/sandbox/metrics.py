@@ -41,17 +41,24 @@ class Datapoint:
 
 
 class MetricBatch:
-    """Thread-safe accumulation of datapoints until the next flush."""
+    """Thread-safe accumulation of datapoints until the next flush, by the whole second they were recorded in.
 
-    def __init__(self) -> None:
+    CloudWatch files a Lambda invocation's metrics under the time it ran, not the time they were delivered, so
+    each datapoint keeps its own second: a query from a moment on (a canary step's start) counts what ran from
+    that second on, never what ran a little before it and was flushed after.
+    """
+
+    def __init__(self, clock=time.time) -> None:
         self._lock = threading.Lock()
+        self._clock = clock
         self._sets: dict[tuple, list[float]] = {}
         self._raw: dict[tuple, dict[float, int]] = defaultdict(lambda: defaultdict(int))
 
     def add(self, points: Iterable[Datapoint]) -> None:
+        second = int(self._clock())
         with self._lock:
             for p in points:
-                key = (p.namespace, p.name, p.dimensions, p.unit)
+                key = (second, p.namespace, p.name, p.dimensions, p.unit)
                 if p.raw:
                     self._raw[key][round(p.value, 3)] += 1
                     continue
@@ -69,21 +76,20 @@ class MetricBatch:
         with self._lock:
             sets, self._sets = self._sets, {}
             raw, self._raw = self._raw, defaultdict(lambda: defaultdict(int))
-        now = datetime.now(UTC)
         out: dict[str, list[dict]] = defaultdict(list)
-        for (namespace, name, dims, unit), (count, total, low, high) in sets.items():
+        for (second, namespace, name, dims, unit), (count, total, low, high) in sets.items():
             out[namespace].append({
-                "MetricName": name, "Dimensions": [{"Name": k, "Value": v} for k, v in dims], "Timestamp": now,
-                "Unit": unit,
+                "MetricName": name, "Dimensions": [{"Name": k, "Value": v} for k, v in dims],
+                "Timestamp": datetime.fromtimestamp(second, UTC), "Unit": unit,
                 "StatisticValues": {"SampleCount": count, "Sum": total, "Minimum": low, "Maximum": high},
             })
-        for (namespace, name, dims, unit), values in raw.items():
+        for (second, namespace, name, dims, unit), values in raw.items():
             items = sorted(values.items())
             for start in range(0, len(items), 150):  # PutMetricData takes at most 150 values per datum
                 chunk = items[start:start + 150]
                 out[namespace].append({
                     "MetricName": name, "Dimensions": [{"Name": k, "Value": v} for k, v in dims],
-                    "Timestamp": now, "Unit": unit,
+                    "Timestamp": datetime.fromtimestamp(second, UTC), "Unit": unit,
                     "Values": [v for v, _ in chunk], "Counts": [float(c) for _, c in chunk],
                 })
         return dict(out)

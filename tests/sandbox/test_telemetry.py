@@ -64,3 +64,24 @@ def test_an_explicit_flush_sends_logs_at_once() -> None:
     telemetry.log_events.add("/aws/lambda/f", "stream", ["a line"])
     telemetry.flush()
     assert rec.names() == ["logs"]
+
+
+def test_datapoints_keep_the_second_they_were_recorded_in() -> None:
+    import datetime as dt
+
+    from promoter.sandbox.metrics import MetricBatch
+
+    now = [1000.7]
+    batch = MetricBatch(clock=lambda: now[0])
+    batch.add([Datapoint("N", "Count", (), 1.0), Datapoint("N", "Latency", (), 12.0, "Milliseconds", raw=True)])
+    now[0] = 1001.2
+    batch.add([Datapoint("N", "Count", (), 1.0), Datapoint("N", "Latency", (), 30.0, "Milliseconds", raw=True)])
+    data = batch.drain()["N"]
+    stamps = sorted((d["MetricName"], d["Timestamp"]) for d in data)
+    second = dt.datetime.fromtimestamp
+    assert stamps == [("Count", second(1000, dt.UTC)), ("Count", second(1001, dt.UTC)),
+                      ("Latency", second(1000, dt.UTC)), ("Latency", second(1001, dt.UTC))]
+    counts = {(d["MetricName"], d["Timestamp"].timestamp()): d.get("StatisticValues", {}).get("SampleCount")
+              or d["Counts"] for d in data}
+    assert counts[("Count", 1000.0)] == 1.0 and counts[("Latency", 1001.0)] == [1.0]
+    assert batch.drain() == {}

@@ -416,3 +416,7 @@ def test_query_window_rounds_the_period_up_to_minutes_and_starts_at_the_step():
     w = query_window(1000.0, 1125.0)
     assert (w.period, w.end) == (180, 1180.0)
     assert w.period % 60 == 0
+    # a step that starts within a second begins its window at the next whole second: what ran in the second
+    # of the shift, before it (the pre-traffic gate's requests), is not the step's
+    w = query_window(1000.4, 1004.0)
+    assert (w.start, w.end, w.elapsed) == (1001.0, 1061.0, pytest.approx(3.6))

@@ -631,13 +631,19 @@ def query_window(step_started: float, now: float) -> Window:
     """The CloudWatch window for a step: one datapoint covering step start..now.
 
     Standard-resolution metrics need a period that is a multiple of 60 s, so the period is the elapsed time
-    rounded up to the next minute, the window starts at the first whole second of the step (so nothing from
-    before it is counted: not an earlier step, not the pre-traffic gate's requests to the new version a moment
-    before the shift, which would swell the canary's share of invocations and the evidence a fail needs) and
-    ends one period later (CloudWatch answers up to now for an end in the future). On AWS CloudWatch rounds a
-    standard-resolution start down to its minute anyway.
+    rounded up to the next minute, the window starts at the step start (so nothing from an earlier step is
+    counted) and ends one period later (CloudWatch answers up to now for an end in the future).
     """
-    start = float(math.ceil(step_started))
     elapsed = max(now - step_started, 1.0)
     period = 60 * math.ceil(elapsed / 60.0)
-    return Window(start=start, end=start + period, period=period, elapsed=elapsed)
+    return Window(start=step_started, end=step_started + period, period=period, elapsed=elapsed)
+
+
+def canary_window(step_started: float, now: float) -> Window:
+    """The window a canary step is judged on: :func:`query_window` from the step's first whole second.
+
+    What ran in the second of the shift but before it (the pre-traffic gate's requests to the new version) is
+    not the step's: counted, it would swell the canary's share of invocations and so the evidence a fail needs.
+    On AWS CloudWatch rounds a standard-resolution start down to its minute anyway.
+    """
+    return query_window(float(math.ceil(step_started)), now)

@@ -589,7 +589,7 @@ class _Run:
         while True:
             self._wait_until(next_at, step, started + step.bake_seconds, started=started, timing=timing)
             self.verify_ours()
-            window = canary_mod.query_window(started_wall, self.p.wall())
+            window = canary_mod.canary_window(started_wall, self.p.wall())
             stable = self.stable if step.weight < 100 else None
             observation = self.p.metrics.observe(self.candidate, stable, window)
             judged_with = {"preexisting_alarms": list(self.preexisting_alarms), "canary_weight": weight}

@@ -14,6 +14,7 @@ from promoter.engine.canary import (
     VersionMetrics,
     bake_clock,
     binom_cdf,
+    canary_window,
     data_covers,
     error_test,
     judge,
@@ -416,7 +417,11 @@ def test_query_window_rounds_the_period_up_to_minutes_and_starts_at_the_step():
     w = query_window(1000.0, 1125.0)
     assert (w.period, w.end) == (180, 1180.0)
     assert w.period % 60 == 0
-    # a step that starts within a second begins its window at the next whole second: what ran in the second
-    # of the shift, before it (the pre-traffic gate's requests), is not the step's
-    w = query_window(1000.4, 1004.0)
-    assert (w.start, w.end, w.elapsed) == (1001.0, 1061.0, pytest.approx(3.6))
+    assert query_window(1000.4, 1004.0).start == 1000.4
+
+
+def test_a_canary_step_is_judged_from_its_first_whole_second():
+    # what ran in the second of the shift, before it (the pre-traffic gate's requests), is not the step's
+    w = canary_window(1000.4, 1004.0)
+    assert (w.start, w.end, w.elapsed, w.period) == (1001.0, 1061.0, 3.0, 60)
+    assert canary_window(1000.0, 1004.0).start == 1000.0

@@ -28,6 +28,7 @@ or SIT's checks: stated in the report). The report is the evidence packs' report
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import zipfile
 from collections.abc import Callable
@@ -60,6 +61,7 @@ REHEARSAL_APPROVER_IDENTITY = "rehearsal:approver"  # never the starter's identi
 SOAK_MINUTES = 0.25
 SMOKE_BUDGET_MS = 3000.0
 REPLAY_ERROR_RATE_PCT = 50.0  # above the faulty release's 30 %: the replay must not roll it back
+# ... and above the highest rate any of its windows showed: a few requests early in a window can show more
 FUZZ_EXAMPLES = 5  # the rehearsal's API fuzzing: examples per operation, and a time bound
 FUZZ_SECONDS = 20.0
 LOAD_RATE = 20.0  # the rehearsal's load test: what two cores serve through the sandbox within the SLA
@@ -355,7 +357,8 @@ def _rehearse_env(settings, plan, ledger, base, env, envs, ctx, step, result, ob
                  "promote fails at the deploy step (exit 3): the canary analysis rolls it back and the alias returns "
                  "to the good release", lambda: _faulty(settings, plan, ledger, base, env, ctx, result, observer))
             step("replay", "Replay of the faulty canary with a looser threshold", f"its recorded observations "
-                 f"judged again with error_rate_pct={REPLAY_ERROR_RATE_PCT:g}: it would not have rolled back",
+                 f"judged again with error_rate_pct at least {REPLAY_ERROR_RATE_PCT:g} and above the highest rate "
+                 "any of its windows showed: it would not have rolled back",
                  lambda: _replay(ledger, env, ctx))
     finally:
         stats = traffic.stop()
@@ -526,18 +529,23 @@ def _faulty(settings, plan, ledger, base, env, ctx, result, observer):
 
 def _replay(ledger: Ledger, env: str, ctx: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The faulty canary's recorded observations judged again with a threshold above its error rate."""
-    from promoter.engine.replay import parse_overrides, replay_records
+    from promoter.engine.replay import highest_canary_error_pct, parse_overrides, replay_records
 
     run_id = ctx.get("faulty_deploy_run")
     if not run_id:
         raise _Expectation("no faulty deploy run to replay")
-    overrides = parse_overrides([f"error_rate_pct={REPLAY_ERROR_RATE_PCT:g}"])
-    replayed = replay_records(ledger.records(env), run_id, env, overrides)
+    records = ledger.records(env)
+    highest = highest_canary_error_pct(records, run_id)
+    looser = min(100.0, max(REPLAY_ERROR_RATE_PCT, math.floor(highest or 0.0) + 1.0))
+    overrides = parse_overrides([f"error_rate_pct={looser:g}"])
+    replayed = replay_records(records, run_id, env, overrides)
     if not replayed.rolled_back or replayed.comparison != "never":
-        raise _Expectation(f"replay of {run_id} with error_rate_pct={REPLAY_ERROR_RATE_PCT:g}: "
+        raise _Expectation(f"replay of {run_id} with error_rate_pct={looser:g}: "
                            f"{replayed.comparison}: {replayed.text()}")
-    return (f"promoter replay {run_id} --threshold error_rate_pct={REPLAY_ERROR_RATE_PCT:g}: {replayed.text()} "
-            f"({len(replayed.intervals)} intervals re-judged, no AWS call)", replayed.to_dict())
+    shown = f"; its windows showed at most {highest:.1f} %" if highest is not None else ""
+    return (f"promoter replay {run_id} --threshold error_rate_pct={looser:g}: {replayed.text()} "
+            f"({len(replayed.intervals)} intervals re-judged, no AWS call{shown})",
+            {**replayed.to_dict(), "highest_canary_error_pct": highest})
 
 
 def _notifications(ledger: Ledger, envs: list[str], ctx: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -237,6 +237,21 @@ def replay_records(records: list[dict[str, Any]], run_id: str, env: str,
                   replayed_stop, end.get("outcome"), undecided_at)
 
 
+def highest_canary_error_pct(records: list[dict[str, Any]], run_id: str) -> float | None:
+    """The highest error rate (%) the canary of run ``run_id`` showed in any recorded verdict's window.
+
+    A threshold above it is one the run's own data never crossed: judged again with it, no window can fail on
+    the error rate, whatever the sample sizes were.
+    """
+    rates = []
+    for r in records:
+        if r.get("run_id") == run_id and r.get("kind") == "verdict" and r.get("observation"):
+            x, n = observation_from(r["observation"]).canary.counts
+            if n:
+                rates.append(100.0 * x / n)
+    return max(rates) if rates else None
+
+
 def find_env(ledger: Ledger, envs: list[str], run_id: str) -> str:
     for env in envs:
         if any(r.get("run_id") == run_id for r in ledger.records(env, kind="run-start")):

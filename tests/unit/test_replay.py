@@ -6,7 +6,7 @@ import pytest
 import test_release_unit
 
 from promoter.engine import release
-from promoter.engine.replay import Analysis, parse_overrides, replay_last, replay_records
+from promoter.engine.replay import Analysis, highest_canary_error_pct, parse_overrides, replay_last, replay_records
 from promoter.errors import RefusedError, ReleaseFailed, UsageError
 
 ENV = "sit"
@@ -41,6 +41,26 @@ def test_a_looser_threshold_would_not_have_rolled_back_the_faulty_canary(world):
     assert replay.comparison == "never"
     assert "would not have rolled back" in replay.text()
     assert replay.intervals[-1].replayed in {"wait", "advance"}
+
+
+def test_a_threshold_under_an_early_windows_rate_can_still_roll_back_and_one_above_the_highest_cannot(world):
+    # GIVEN the faulty run, its first window as a 30 % fault can show early: 3 errors in 5, against 0 in 45
+    import copy
+
+    run_id = _faulty_run(world)
+    records = copy.deepcopy(world.ledger.records(ENV))
+    first = next(r for r in records if r.get("run_id") == run_id and r.get("kind") == "verdict")
+    first["observation"]["canary"].update(invocations=5, errors=3, server_errors=0)
+    first["observation"]["stable"].update(invocations=45, errors=0, server_errors=0)
+    # WHEN judged again at 50 % THEN 60 % on that sample is evidence enough: it fails there, earlier than recorded
+    at_50 = replay_records(records, run_id, ENV, parse_overrides(["error_rate_pct=50"]))
+    assert at_50.would_roll_back and at_50.replayed_stop == 0 and at_50.intervals[0].replayed_outcome == "fail"
+    # WHEN judged above the highest rate any window showed THEN no window can fail on errors
+    highest = highest_canary_error_pct(records, run_id)
+    assert highest == 60.0
+    above = replay_records(records, run_id, ENV, parse_overrides([f"error_rate_pct={highest + 1:g}"]))
+    assert above.rolled_back and not above.would_roll_back and above.comparison == "never"
+    assert highest_canary_error_pct(records, "no-such-run") is None
 
 
 def test_a_stricter_threshold_would_have_rolled_back_a_good_run_and_last_counts_it(world):

@@ -4,8 +4,9 @@ a release with canary analysis and print what it cost.
     python bench/bench_rollback.py [--fault errors|latency|none] [--rate 30] [--bake 10] [--interval S]
                                    [--runs 1] [--min-invocations N]
 
-For a fault: the time from the faulty version's first request to the alias back on stable, and how many
-requests (and failed requests) the faulty version served. The sandbox stamps a version's first request when it
+For a fault: the time from the faulty version's first request to the alias back on stable (and from its first
+failed answer, which is when the fault began to show), and how many requests (and failed requests) the faulty
+version served. The sandbox stamps a version's first request when it
 answers it, so for a latency fault the time from the shift to 10 % is printed too. For a good release
 (``--fault none``): the time from its first request to 100 %, and whether any analysis ever judged it failed;
 ``--runs 20`` deploys 20 good releases one after the other in the same sandbox.
@@ -157,8 +158,10 @@ def _report(run, fault, outcome, ledger, env, api, ports, started, window_type) 
         return False
     shifted = next((ch for ch in changes if ch.get("step") == 10), None)
     since_shift = f"; from the shift to 10 %: {_ts(back) - _ts(shifted):.2f}s" if shifted else ""
+    failed_first = stats.get("first_failed", {}).get(candidate)
+    since_failed = f"; from its first failed answer: {_ts(back) - float(failed_first):.2f}s" if failed_first else ""
     print(f"  time from its first request (answered) to alias back on stable: {_ts(back) - float(first):.2f}s"
-          f"{since_shift}")
+          f"{since_failed}{since_shift}")
     return True
 
 

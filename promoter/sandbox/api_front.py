@@ -18,7 +18,8 @@ Per request, as API Gateway does:
 5. record ``AWS/ApiGateway`` metrics (Count, 4XXError, 5XXError, Latency, IntegrationLatency by ApiName and Stage).
 
 Sandbox endpoints: ``GET /__sandbox/health``, ``GET /__sandbox/stats`` (requests per executed version and per
-status since start), ``POST /__sandbox/flush`` (flushes this front's and the Lambda front's metrics and logs).
+status since start; when each version first answered, last answered and first failed), ``POST /__sandbox/flush``
+(flushes this front's and the Lambda front's metrics and logs).
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class ApiFront:
         self._lock = threading.Lock()
         self.by_version: Counter[str] = Counter()
         self.first_seen: dict[str, float] = {}  # epoch seconds of each version's first and last request
+        self.first_failed: dict[str, float] = {}  # ... and of its first 5xx answer
         self.last_seen: dict[str, float] = {}
         self.by_status: Counter[int] = Counter()
         self.started = time.time()
@@ -221,6 +223,8 @@ class ApiFront:
                 now = time.time()
                 self.first_seen.setdefault(version, now)
                 self.last_seen[version] = now
+                if reply.status >= 500:
+                    self.first_failed.setdefault(version, now)
         reply.headers.setdefault("x-amzn-RequestId", request_id)
         reply.headers["x-amz-apigw-id"] = request_id[:12]
         return reply
@@ -315,7 +319,8 @@ class ApiFront:
             with self._lock:
                 stats = {"since": self.started, "total": sum(self.by_status.values()),
                          "versions": dict(self.by_version), "statuses": {str(k): v for k, v in self.by_status.items()},
-                         "first_seen": dict(self.first_seen), "last_seen": dict(self.last_seen)}
+                         "first_seen": dict(self.first_seen), "last_seen": dict(self.last_seen),
+                         "first_failed": dict(self.first_failed)}
             return Reply(200, ok, json.dumps(stats).encode())
         if path == "/__sandbox/flush" and method == "POST":
             self.telemetry.flush()

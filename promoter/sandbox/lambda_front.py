@@ -745,7 +745,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency-limit", type=int,
                         default=int(os.environ.get("SANDBOX_ACCOUNT_CONCURRENCY", 50)),
                         help="the account's concurrency (functions with a reservation are held to it instead)")
-    parser.add_argument("--max-workers-per-version", type=int, default=None,
+    parser.add_argument("--max-workers-per-version", type=int,
+                        default=int(os.environ["SANDBOX_MAX_WORKERS_PER_VERSION"])
+                        if os.environ.get("SANDBOX_MAX_WORKERS_PER_VERSION") else None,
                         help="cap each version's execution environments below the function's concurrency")
     parser.add_argument("--log-level", default=os.environ.get("SANDBOX_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)

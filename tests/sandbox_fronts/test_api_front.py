@@ -153,6 +153,10 @@ def test_a_function_error_is_502_and_counted_as_a_lambda_error(fronts):
                     {"Name": "Resource", "Value": f"{fronts.function}:{fronts.alias}"},
                     {"Name": "ExecutedVersion", "Value": broken}])["Datapoints"]
     assert sum(p["Sum"] for p in points) == 1
+    # and the front's stats stamp the version's first failed answer (version 1 never failed)
+    with urllib.request.urlopen(f"{fronts.api_url}/__sandbox/stats") as resp:
+        stats = json.loads(resp.read())
+    assert stats["first_seen"][broken] <= stats["first_failed"][broken] and "1" not in stats["first_failed"]
     settle()
     assert call(fronts, "GET", "/v1.0/campaigns/health")[0] == 200
 

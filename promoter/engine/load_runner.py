@@ -7,8 +7,9 @@ pytest's) process: :mod:`promoter.engine.load` starts this module, reads its std
 What it does:
 
 1. a Locust ``Environment`` with one ``FastHttpUser`` class whose tasks are the plan's request mix (health,
-   list, get, create, update, delete, by weight), paced by ``constant_throughput`` per user, so the rate is the
-   number of users times the per-user rate, whatever the latency (until the latency exceeds the pacing);
+   list, get, create, update, delete, by weight), each user paced at the per-user rate from a random phase of
+   its own (:meth:`wait_time`), so the rate is the number of users times the per-user rate, spread evenly over
+   each second, whatever the latency (until the latency exceeds the pacing);
 2. each user owns the campaigns it creates (named with the run's prefix) and only reads, updates and deletes
    those, so no request depends on another user's data and no update races another;
 3. the schedule: one or more steps (rate, seconds); users are added (spawned over ``spawn_seconds``) when a step
@@ -94,13 +95,14 @@ class Interval:
 
 def run(config: dict[str, Any], emit: Emitter) -> int:
     import gevent
-    from locust import between, constant_throughput, task  # noqa: F401  (imports gevent's monkey patching)
+    from locust import task  # (imports gevent's monkey patching)
     from locust.contrib.fasthttp import FastHttpUser
     from locust.env import Environment
 
     base = config["base_path"].rstrip("/")
     prefix = config["prefix"]
     per_user = float(config["per_user_rps"])
+    period = 1.0 / per_user
     mix = {k: float(v) for k, v in config["mix"].items() if float(v) > 0}
     created: set[str] = set()
     state = STATE
@@ -121,7 +123,6 @@ def run(config: dict[str, Any], emit: Emitter) -> int:
 
     class CampaignsUser(FastHttpUser):
         host = config["host"]
-        wait_time = constant_throughput(per_user)
         network_timeout = float(config["timeout_s"])
         connection_timeout = float(config["timeout_s"])
         default_headers: ClassVar[dict[str, str]] = {"Authorization": f"Bearer {config['token']}",
@@ -131,6 +132,19 @@ def run(config: dict[str, Any], emit: Emitter) -> int:
             self.last_status: int | None = None
             self.own: list[str] = []
             self.updates = 0
+            # A random phase within the pacing period. Locust spawns users in batches of floor(spawn rate) at one
+            # instant, and its constant_throughput keeps the phase a user was created with (even across a sleep
+            # here), so the whole population fired together once a period: at 100 users, 100 requests within
+            # 50 ms every second, not 100 req/s.
+            gevent.sleep(random.uniform(0.0, period))
+            self.due = time.perf_counter()  # the first request starts now, each next one a period later
+
+        def wait_time(self) -> float:
+            """The pacing: one request per period from the user's own phase; a request slower than the period is
+            followed at once, and the schedule goes on from then (no burst to catch up what was missed)."""
+            now = time.perf_counter()
+            self.due = max(self.due + period, now)
+            return self.due - now
 
         def _send(self, kind: str, method: str, path: str, body: Any = None) -> Any:
             with self.client.request(method, path, name=kind, json=body, catch_response=True) as resp:

@@ -6,8 +6,8 @@ a release with canary analysis and print what it cost.
 
 For a fault: the time from the faulty version's first request to the alias back on stable (and from its first
 failed answer, which is when the fault began to show), and how many requests (and failed requests) the faulty
-version served. The sandbox stamps a version's first request when it
-answers it, so for a latency fault the time from the shift to 10 % is printed too. For a good release
+version served. The sandbox stamps a version's first request when it answers it, so for a latency fault the time
+from the shift to 10 % is printed too. For a good release
 (``--fault none``): the time from its first request to 100 %, and whether any analysis ever judged it failed;
 ``--runs 20`` deploys 20 good releases one after the other in the same sandbox.
 

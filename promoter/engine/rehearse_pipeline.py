@@ -28,7 +28,6 @@ or SIT's checks: stated in the report). The report is the evidence packs' report
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 import zipfile
 from collections.abc import Callable
@@ -60,8 +59,9 @@ REHEARSAL_APPROVER = "promoter rehearse (playing the approvers)"
 REHEARSAL_APPROVER_IDENTITY = "rehearsal:approver"  # never the starter's identity: four eyes holds
 SOAK_MINUTES = 0.25
 SMOKE_BUDGET_MS = 3000.0
-REPLAY_ERROR_RATE_PCT = 50.0  # above the faulty release's 30 %: the replay must not roll it back
-# ... and above the highest rate any of its windows showed: a few requests early in a window can show more
+# the replay's threshold: above the faulty release's 30 %, and above the highest rate any of its windows showed
+# (a few requests early in a window can show more): the replay must not roll it back
+REPLAY_ERROR_RATE_PCT = 50.0
 FUZZ_EXAMPLES = 5  # the rehearsal's API fuzzing: examples per operation, and a time bound
 FUZZ_SECONDS = 20.0
 LOAD_RATE = 20.0  # the rehearsal's load test: what two cores serve through the sandbox within the SLA
@@ -529,14 +529,14 @@ def _faulty(settings, plan, ledger, base, env, ctx, result, observer):
 
 def _replay(ledger: Ledger, env: str, ctx: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The faulty canary's recorded observations judged again with a threshold above its error rate."""
-    from promoter.engine.replay import highest_canary_error_pct, parse_overrides, replay_records
+    from promoter.engine.replay import highest_canary_error_pct, parse_overrides, replay_records, threshold_above
 
     run_id = ctx.get("faulty_deploy_run")
     if not run_id:
         raise _Expectation("no faulty deploy run to replay")
     records = ledger.records(env)
     highest = highest_canary_error_pct(records, run_id)
-    looser = min(100.0, max(REPLAY_ERROR_RATE_PCT, math.floor(highest or 0.0) + 1.0))
+    looser = threshold_above(highest, REPLAY_ERROR_RATE_PCT)
     overrides = parse_overrides([f"error_rate_pct={looser:g}"])
     replayed = replay_records(records, run_id, env, overrides)
     if not replayed.rolled_back or replayed.comparison != "never":

@@ -16,6 +16,7 @@ marked as not reached.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -250,6 +251,11 @@ def highest_canary_error_pct(records: list[dict[str, Any]], run_id: str) -> floa
             if n:
                 rates.append(100.0 * x / n)
     return max(rates) if rates else None
+
+
+def threshold_above(highest_pct: float | None, at_least: float) -> float:
+    """An ``error_rate_pct`` of at least ``at_least`` that no window at ``highest_pct`` crosses (at most 100)."""
+    return min(100.0, max(at_least, math.floor(highest_pct or 0.0) + 1.0))
 
 
 def find_env(ledger: Ledger, envs: list[str], run_id: str) -> str:

@@ -8,7 +8,6 @@ topic (read through an SQS queue subscribed to it) and to a real HTTP receiver o
 from __future__ import annotations
 
 import json
-import math
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -19,7 +18,7 @@ from typer.testing import CliRunner
 
 from promoter.cli.app import app as cli
 from promoter.engine.ledger import Ledger
-from promoter.engine.replay import highest_canary_error_pct
+from promoter.engine.replay import highest_canary_error_pct, threshold_above
 from promoter.engine.traffic import SteadyTraffic
 
 pytestmark = pytest.mark.sandbox
@@ -200,7 +199,7 @@ def test_replay_of_a_rolled_back_faulty_canary_with_a_looser_threshold_would_not
     assert same["rolled_back"] and same["would_roll_back"] and same["comparison"] == "same"
     # a threshold above the highest rate any window showed (a 30 % fault can show more on a few early requests)
     highest = highest_canary_error_pct(Ledger(sandbox.home).records(ENV), run_id)
-    looser_pct = f"error_rate_pct={min(100, max(50, math.floor(highest) + 1))}"
+    looser_pct = f"error_rate_pct={threshold_above(highest, 50):g}"
     looser = _run("replay", run_id, "--threshold", looser_pct, "--json")
     assert looser.exit_code == 0, looser.output
     doc = json.loads(looser.stdout)

@@ -2,7 +2,7 @@
 a release with canary analysis and print what it cost.
 
     python bench/bench_rollback.py [--fault errors|latency|none] [--rate 30] [--bake 10] [--interval S]
-                                   [--runs 1] [--min-invocations N]
+                                   [--runs 1] [--min-invocations N] [--start-after N]
 
 For a fault: the time from the faulty version's first request to the alias back on stable (and from its first
 failed answer, which is when the fault began to show), and how many requests (and failed requests) the faulty
@@ -11,9 +11,11 @@ from the shift to 10 % is printed too. For a good release
 (``--fault none``): the time from its first request to 100 %, and whether any analysis ever judged it failed;
 ``--runs 20`` deploys 20 good releases one after the other in the same sandbox.
 
-``errors`` makes 30 % of the new version's answers 500s (CHAOS_ERROR_RATE) once each execution environment has
-served ten requests (CHAOS_START_AFTER, so the pre-traffic gate's requests pass and only the canary analysis can
-stop it); the canary sees those 500s through the service's per-version ServerErrors metric. ``latency`` makes it
+``errors`` makes 30 % of the new version's answers 500s (CHAOS_ERROR_RATE) on requests through the alias
+(CHAOS_VIA), so the pre-traffic gate, which invokes the version directly, passes, users see the fault from their
+first request, and only the canary analysis can stop it; the canary sees those 500s through the service's
+per-version ServerErrors metric. ``--start-after N`` lets each execution environment serve N requests through
+the alias before the fault (CHAOS_START_AFTER), a release that goes bad under sustained traffic. ``latency`` makes it
 slower than the plan's p95 threshold (CHAOS_LATENCY_MS). The plan's thresholds, steps, minimum invocations and
 extension are used as they are; ``--bake`` compresses the bakes below 100 % and, unless ``--interval`` is
 given, the analysis interval with them. ``--min-invocations`` lowers the plan's minimum for comparison.
@@ -38,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 FAULTS = {
     "latency": {"CHAOS_LATENCY_MS": "2300"},
-    "errors": {"CHAOS_ERROR_RATE": "0.3", "CHAOS_START_AFTER": "10"},
+    "errors": {"CHAOS_ERROR_RATE": "0.3", "CHAOS_VIA": "live"},
     "none": {},
 }
 
@@ -66,6 +68,8 @@ def main() -> int:
     parser.add_argument("--fault", choices=sorted(FAULTS), default="errors")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--min-invocations", type=int, default=None, help="default: the plan's")
+    parser.add_argument("--start-after", type=int, default=0,
+                        help="requests through the alias each execution environment serves before the fault")
     args = parser.parse_args()
 
     from promoter.adapters.aws import AwsSessionFactory
@@ -89,7 +93,11 @@ def main() -> int:
     plan_file.write_text(yaml.safe_dump(plan.model_dump(mode="json"), sort_keys=False))
     artifact = build(repo=ROOT, release="v1.1.0", target="lambda", out_dir=work / "dist",
                      python_version=plan.service.python_version, platform=plan.service.wheel_platform)
-    fault = FAULTS[args.fault]
+    fault = {**FAULTS[args.fault]}
+    if "CHAOS_VIA" in fault:
+        fault["CHAOS_VIA"] = plan.names(env).alias
+    if args.start_after:
+        fault["CHAOS_START_AFTER"] = str(args.start_after)
     clock = release.step_clock(plan, release.Step(10, args.bake), args.interval)
     print(f"fault: {args.fault} {fault}; traffic {args.rate:g} req/s; bake {args.bake:g}s, analysis every "
           f"{clock.interval:g}s, extension up to {clock.extension_seconds:g}s; min_invocations {c.min_invocations}, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -15,8 +16,10 @@ BUCKET_ENV_VAR = "TEMPLATES_BUCKET"
 CHAOS_ERROR_RATE_ENV_VAR = "CHAOS_ERROR_RATE"
 CHAOS_LATENCY_ENV_VAR = "CHAOS_LATENCY_MS"
 CHAOS_START_AFTER_ENV_VAR = "CHAOS_START_AFTER"
+CHAOS_VIA_ENV_VAR = "CHAOS_VIA"
 
 MAX_CHAOS_LATENCY_MS = 60_000
+_ALIAS_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")  # Lambda's alias name pattern
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class Settings:
     chaos_error_rate: float = 0.0
     chaos_latency_ms: int = 0
     chaos_start_after: int = 0
+    chaos_via: str | None = None
 
 
 def _blank_to_none(value: str | None) -> str | None:
@@ -81,6 +85,17 @@ def parse_start_after(raw: str | None) -> int:
     return count
 
 
+def parse_via(raw: str | None) -> str | None:
+    """Parse ``CHAOS_VIA``: an alias name; faults then apply only to invocations through that alias."""
+    raw = _blank_to_none(raw)
+    if raw is None:
+        return None
+    if not _ALIAS_NAME.fullmatch(raw) or raw.isdigit():
+        logger.warning("ignoring invalid chaos setting", extra={"setting": CHAOS_VIA_ENV_VAR})
+        return None
+    return raw
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     return Settings(
@@ -90,6 +105,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         chaos_error_rate=parse_error_rate(env.get(CHAOS_ERROR_RATE_ENV_VAR)),
         chaos_latency_ms=parse_latency_ms(env.get(CHAOS_LATENCY_ENV_VAR)),
         chaos_start_after=parse_start_after(env.get(CHAOS_START_AFTER_ENV_VAR)),
+        chaos_via=parse_via(env.get(CHAOS_VIA_ENV_VAR)),
     )
 
 

@@ -14,14 +14,15 @@ Rules (fail fast, pass slow):
   full sample: with ``compare_to_stable`` and traffic on stable, the canary fails when its rate is above the
   threshold, above stable's by more than ``relative_tolerance_pct`` points, and a sequential test says it is
   worse than stable: of the K errors of both versions, x were the canary's, while under "same error rate"
-  each error is the canary's with probability q (its share of the traffic: the larger of the alias weight
-  and the observed share). The evidence E = 1 / ((K + 1) * Binom(x; K, q)) is the likelihood ratio of a
-  uniform alternative over the null; it is a test martingale, so ``P(E ever >= 1/alpha) <= alpha`` under the
-  null however often it is looked at (Ville's inequality), and ``p = min(1, 1/E)`` is a p-value valid at
-  every analysis. Without stable traffic (or with ``compare_to_stable: false``) the same test runs on the
-  canary's own x errors in n invocations against the threshold (q = threshold). alpha is the plan's
-  ``false_alarm_rate`` divided by the number of judged steps, so a good release is failed on errors with a
-  probability of at most ``false_alarm_rate`` over the whole release;
+  each error is the canary's with probability q (the alias weight: Lambda routes each invocation at random
+  with it; the observed share instead when the traffic shows at 99 % that the canary gets more). The evidence
+  E is the likelihood ratio of a uniform alternative over shares above q against q; it is a test
+  supermartingale under every share up to q, so ``P(E ever >= 1/alpha) <= alpha`` under the null however
+  often it is looked at (Ville's inequality), and ``p = min(1, 1/E)`` is a p-value valid at every analysis.
+  Without stable traffic (or with ``compare_to_stable: false``) the same test runs on the canary's own x errors
+  in n invocations against the threshold (q = threshold). alpha is the plan's ``false_alarm_rate`` divided
+  by the number of judged steps, so a good release is failed on errors with a probability of at most
+  ``false_alarm_rate`` over the whole release;
 - **passing** needs enough evidence: the exact (Clopper-Pearson) upper bound of the canary's error rate at
   ``pass_confidence`` must be under the threshold (with ``compare_to_stable``: under the larger of the
   threshold and stable's rate plus the tolerance, so an incident already on stable does not block its fix),
@@ -134,14 +135,48 @@ def under(errors: int, n: int, limit: float, confidence: float) -> bool:
 def sequential_p(x: int, k: int, q: float) -> float:
     """Always-valid p-value that more than a share q of k events fell on one side, x having done so.
 
-    1/E, with E = 1 / ((k + 1) * Binom(x; k, q)) the Bayes factor of a uniform prior on the share against q:
-    a nonnegative martingale under the null, so the chance that this p ever falls below alpha, at any number
-    of looks, is at most alpha.
+    1/E, with E the Bayes factor of a uniform prior on the share over [q, 1] against q:
+
+        E = ∫_q^1 s^x (1-s)^(k-x) ds / ((1 - q) q^x (1-q)^(k-x))
+          = P(Bin(k + 1, q) <= x) / ((1 - q) (k + 1) Binom(x; k, q))
+
+    (the integral is B(x+1, k-x+1) times P(Beta(x+1, k-x+1) > q), which is that binomial tail). For every share
+    s0 <= q, E is a nonnegative supermartingale (each alternative s > q is), so the chance that this p ever
+    falls below alpha, at any number of looks, is at most alpha (Ville's inequality). A prior over [0, 1] would
+    spend part of its weight on shares below q, which are no alternative to "no worse".
     """
     if k <= 0 or x * 1.0 <= q * k:
         return 1.0
-    log_e = -math.log(k + 1) - binom_logpmf(x, k, q)
+    if q <= 0.0:
+        return 0.0  # an event on a side that takes none under the null
+    tail = binom_cdf(x, k + 1, q)
+    if tail <= 0.0:
+        return 1.0
+    log_e = math.log(tail) - math.log1p(-q) - math.log(k + 1) - binom_logpmf(x, k, q)
     return 1.0 if log_e <= 0 else math.exp(-log_e)
+
+
+ROUTING_CONFIDENCE = 0.99  # how sure the canary's observed share must be before it replaces the alias weight
+
+
+def canary_share(canary_invocations: int, stable_invocations: int, weight: float | None) -> float:
+    """q: the canary's share of the traffic, its expected share of the errors when it is no worse than stable.
+
+    Lambda routes each invocation of a weighted alias at random with the weight's probability, so under "no
+    worse" each error is the canary's with probability ``weight``, however the counts of one window happen to
+    fall: the weight is exact, and the observed share's scatter around it (about 3 points either way on 70
+    requests at 10 %) is already what the test allows for. The observed share takes over only when the traffic
+    shows, at 99 %, that the canary gets more than its weight (its exact lower bound is above it: requests that
+    reach the version directly, say), so such traffic can never make the canary look worse. Without a weight,
+    the observed share.
+    """
+    total = canary_invocations + stable_invocations
+    observed = canary_invocations / total if total else 0.0
+    if weight is None or not 0.0 < weight < 1.0:
+        return observed
+    if observed <= weight or 1.0 - binom_cdf(canary_invocations - 1, total, weight) >= 1.0 - ROUTING_CONFIDENCE:
+        return weight  # the lower bound is not above the weight: one evaluation instead of a search
+    return max(weight, 1.0 - upper_bound(total - canary_invocations, total, ROUTING_CONFIDENCE))
 
 
 def needed_invocations(rate: float, limit: float, confidence: float, at_least: int = 1) -> int | None:
@@ -398,8 +433,9 @@ def judge(obs: Observation, t: Thresholds, *, preexisting_alarms: tuple[str, ...
           canary_weight: float | None = None) -> Verdict:
     """The verdict on one observation of a canary step.
 
-    ``canary_weight`` (0..1) is the share of traffic the alias gives the canary; the error test uses the larger
-    of it and the observed share, so routing that happens to favour the canary cannot make it look worse.
+    ``canary_weight`` (0..1) is the share of traffic the alias gives the canary; the error test expects that share
+    of the errors from a canary no worse than stable, or the observed share when the traffic shows it is larger
+    (:func:`canary_share`), so routing that favours the canary cannot make it look worse.
     """
     checks: list[Check] = []
     reasons: list[str] = []
@@ -457,7 +493,7 @@ def error_test(obs: Observation, t: Thresholds, *, canary_weight: float | None =
     if t.compare_to_stable and stable is not None and stable[1] > 0:
         xs, ns = stable
         stable_rate = xs / ns
-        share = max(canary_weight or 0.0, n / (n + ns))
+        share = canary_share(n, ns, canary_weight)
         p = sequential_p(x, x + xs, share)
         worse = rate > threshold and rate > stable_rate + tolerance
         limit = max(threshold, stable_rate + tolerance)

@@ -485,16 +485,14 @@ def _sandbox_of(ctx: dict[str, Any], env: str) -> Any:
 def _faulty(settings, plan, ledger, base, env, ctx, result, observer):
     from promoter.adapters.aws import AwsSessionFactory
     from promoter.engine import release
-    from promoter.engine.smoke_requests import smoke_requests
 
     api = ctx["api"][env]
     ports = release.Ports.for_aws(AwsSessionFactory(region=plan.environment(env).region), plan, env, ledger)
     stable = ports.router.read().version
     phase = next(p.id for p in plan.phases_of(env) if any(s.action == "deploy" for s in p.steps))
-    # the fault starts after the pre-traffic gate's requests: a release that passes its smoke checks and fails
-    # under user traffic, which only the canary analysis can catch
-    chaos = {"CHAOS_ERROR_RATE": str(settings.chaos_error_rate),
-             "CHAOS_START_AFTER": str(len(smoke_requests(plan)) + 3)}
+    # the fault is on requests through the alias only (CHAOS_VIA): a release that passes its pre-traffic gate and
+    # fails its users from their first request, which only the canary analysis can catch
+    chaos = {"CHAOS_ERROR_RATE": str(settings.chaos_error_rate), "CHAOS_VIA": plan.names(env).alias}
     _approve_release(plan, ledger, env, phase, FAULTY_RELEASE, ctx["artifact_sha"])  # approved, and still caught
     before = _stats(api)
     try:

@@ -27,8 +27,8 @@ Sandbox endpoints: ``GET /__sandbox/health``, ``GET /__sandbox/workers``, ``GET 
 ``POST /__sandbox/flush``, and ``/__sandbox/faults`` (:mod:`promoter.sandbox.faults`: throttling, 5xx, latency or a
 reply dropped after the call took effect, per Lambda operation, for a count of calls or a time). The optional
 request header ``X-Sandbox-Resource: <alias>`` on an ``Invoke`` by version number attributes the invocation to that
-alias in the metrics (what Lambda does when it routes an alias invocation), used by the API front, which picks the
-version itself.
+alias in the metrics and in the handler's ``context.invoked_function_arn`` (what Lambda does when it routes an alias
+invocation), used by the API front, which picks the version itself.
 """
 
 from __future__ import annotations
@@ -432,7 +432,9 @@ class LambdaFront:
             threading.Thread(target=self._run_and_record, daemon=True,
                              args=(fn, version, qualifier, config, body, request_id, dims, concurrent)).start()
             return Reply(202, {"x-amzn-RequestId": request_id, "X-Amz-Executed-Version": version}, b"")
-        payload, error, tail = self._run_and_record(fn, version, qualifier, config, body, request_id, dims,
+        # the context's invoked_function_arn is the ARN the caller named: through an alias, the alias's
+        invoked = via_alias or qualifier
+        payload, error, tail = self._run_and_record(fn, version, invoked, config, body, request_id, dims,
                                                     concurrent)
         out = {"Content-Type": "application/json", "x-amzn-RequestId": request_id,
                "X-Amz-Executed-Version": version}

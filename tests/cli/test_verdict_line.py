@@ -22,7 +22,7 @@ def _entry(action: str = "rollback") -> dict:
 
 def test_verdict_line_names_the_test_numbers_and_decision():
     line = verdict_line(_entry())
-    assert line == ("canary 5/17 errors vs stable 0/143, p=8.1e-05 < 0.005: fail -> rollback, "
+    assert line == ("canary 5/17 errors vs stable 0/143, p=5.4e-05 < 0.005: fail -> rollback, "
                     "newest datapoint 2s old")
 
 
@@ -30,7 +30,7 @@ def test_live_view_prints_the_verdict_line(capsys):
     with LiveDisplay(json_output=False) as display:
         display(ReleaseEvent("verdict", _entry()))
     err = capsys.readouterr().err
-    assert "verdict at 10% after 6s: canary 5/17 errors vs stable 0/143, p=8.1e-05 < 0.005: fail" in err
+    assert "verdict at 10% after 6s: canary 5/17 errors vs stable 0/143, p=5.4e-05 < 0.005: fail" in err
 
 
 def test_history_prints_the_verdict_line(runner, tmp_path):
@@ -40,4 +40,4 @@ def test_history_prints_the_verdict_line(runner, tmp_path):
     ledger.append("sit", "run-end", run_id="r1", outcome="rolled-back", reason="canary at 10%")
     result = runner.invoke(app, ["history", "--env", "sit", "--ledger-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "10% after 6s: canary 5/17 errors vs stable 0/143, p=8.1e-05 < 0.005: fail -> rollback" in result.stdout
+    assert "10% after 6s: canary 5/17 errors vs stable 0/143, p=5.4e-05 < 0.005: fail -> rollback" in result.stdout

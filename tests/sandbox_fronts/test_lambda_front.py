@@ -62,6 +62,19 @@ def test_invoke_by_alias_and_unqualified(fronts):
     assert invoke(lam, {}, qualifier="1")[1]["pid"] != invoke(lam, {}, qualifier="2")[1]["pid"]
 
 
+def test_an_invoke_routed_for_an_alias_names_the_alias_in_the_context(fronts):
+    # GIVEN the API front's kind of call: version 1 by number, attributed to an alias (X-Sandbox-Resource)
+    request = urllib.request.Request(
+        f"{fronts.lambda_url}/2015-03-31/functions/probe/invocations?Qualifier=1", data=b"{}", method="POST",
+        headers={"Content-Type": "application/json", "X-Sandbox-Resource": "routed"})
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        body = json.loads(resp.read())
+        executed = resp.headers["X-Amz-Executed-Version"]
+    # THEN version 1 ran, and as on Lambda its invoked_function_arn is the alias's ARN the caller used
+    assert executed == "1" and body["version"] == "1"
+    assert body["arn"].endswith(":function:probe:routed")
+
+
 def test_handler_exception_is_an_unhandled_function_error(fronts):
     lam = fronts.client("lambda", front=True)
     response, body = invoke(lam, {"action": "raise"})

@@ -84,3 +84,45 @@ def test_setting_parsers():
     assert parse_latency_ms("100") == 100
     assert parse_latency_ms("60000") == 60000
     assert parse_latency_ms("60001") == 0
+
+
+def _invoke_through(api, arn: str):
+    from campaigns_lambda import handler as service_handler
+    from tests.service.conftest import FakeLambdaContext
+
+    context = FakeLambdaContext()
+    context.invoked_function_arn = arn
+    raw = service_handler.lambda_handler(api.build_event("GET", f"{BASE}/health"), context)
+    return raw["statusCode"]
+
+
+def test_chaos_via_an_alias_faults_only_invocations_through_that_alias(aws, api, monkeypatch):
+    # GIVEN every request should fail, but only through the alias "live"
+    monkeypatch.setenv("CHAOS_ERROR_RATE", "1")
+    monkeypatch.setenv("CHAOS_VIA", "live")
+    fn = "arn:aws:lambda:eu-west-1:123456789012:function:campaigns-api-test"
+    # THEN the version invoked by number (the pre-traffic gate), $LATEST, another alias and the unqualified ARN
+    # are served, and the alias's callers get the fault
+    assert [_invoke_through(api, arn) for arn in (f"{fn}:7", f"{fn}:$LATEST", f"{fn}:blue", fn)] == [200] * 4
+    assert _invoke_through(api, f"{fn}:live") == 500
+
+
+def test_chaos_via_counts_only_the_alias_invocations_toward_start_after(aws, api, monkeypatch):
+    monkeypatch.setattr(chaos, "_served", 0)  # a fresh execution environment
+    monkeypatch.setenv("CHAOS_ERROR_RATE", "1")
+    monkeypatch.setenv("CHAOS_VIA", "live")
+    monkeypatch.setenv("CHAOS_START_AFTER", "1")
+    fn = "arn:aws:lambda:eu-west-1:123456789012:function:campaigns-api-test"
+    statuses = [_invoke_through(api, arn) for arn in (f"{fn}:3", f"{fn}:3", f"{fn}:live", f"{fn}:live")]
+    assert statuses == [200, 200, 200, 500]
+
+
+def test_invalid_chaos_via_is_ignored_with_warning(monkeypatch, capsys):
+    from campaigns_lambda.config import parse_via
+
+    assert parse_via(" live ") == "live"
+    assert parse_via("") is None
+    for bad in ("12", "live:prod", "a" * 129):
+        assert parse_via(bad) is None
+    logs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert sum(log.get("setting") == "CHAOS_VIA" for log in logs) == 3

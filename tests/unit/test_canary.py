@@ -14,6 +14,7 @@ from promoter.engine.canary import (
     VersionMetrics,
     bake_clock,
     binom_cdf,
+    canary_share,
     canary_window,
     data_covers,
     error_test,
@@ -154,11 +155,13 @@ def test_gross_failure_on_a_small_sample_fails_at_once_and_says_why_in_one_line(
     # THEN it fails now, far below min_invocations, with the test's numbers recorded and printed
     assert verdict.outcome == "fail"
     assert canary.invocations < t.min_invocations
-    assert verdict.line == "canary 5/17 errors vs stable 0/143, p=8.1e-05 < 0.005: fail"
+    assert verdict.line == "canary 5/17 errors vs stable 0/143, p=5.4e-05 < 0.005: fail"
     data = verdict.to_dict()["test"]
     assert data["test"] == "sequential-vs-stable"
     assert data["canary"] == [5, 17] and data["stable"] == [0, 143]
-    assert data["p_value"] == pytest.approx(6 * (17 / 160) ** 5, rel=1e-3)
+    # q is the alias weight: the observed 17/160 is within its scatter; E = P(Bin(6, q) <= 5) / (0.9 * 6 * q^5)
+    assert data["share"] == 0.1
+    assert data["p_value"] == pytest.approx(0.9 * 6 * 0.1 ** 5 / (1 - 0.1 ** 6), rel=1e-3)
     assert data["threshold"] == 0.05 and data["decision"] == "fail"
 
 
@@ -277,11 +280,55 @@ def test_clopper_pearson_bound_leaves_exactly_the_tail_below_it(x, n):
 
 
 def test_sequential_p_value():
-    assert sequential_p(5, 5, 0.1) == pytest.approx(6 * 0.1 ** 5)
+    # E = P(Bin(k + 1, q) <= x) / ((1 - q) (k + 1) Binom(x; k, q)): a uniform prior on the share over [q, 1]
+    assert sequential_p(5, 5, 0.1) == pytest.approx(0.9 * 6 * 0.1 ** 5 / (1 - 0.1 ** 6))
     assert sequential_p(0, 10, 0.1) == 1.0  # no excess: no evidence
     assert sequential_p(1, 10, 0.1) == 1.0  # exactly the share expected
-    assert sequential_p(3, 3, 0.5) == pytest.approx(0.5)  # E = 1 / (4 * 0.5 ** 3) = 2
-    assert sequential_p(1, 1, 0.5) == 1.0  # E = 1: no evidence either way
+    assert sequential_p(3, 3, 0.5) == pytest.approx(1 / 3.75)  # E = (15/16) / (0.5 * 4 * 0.5 ** 3)
+    assert sequential_p(1, 1, 0.5) == pytest.approx(2 / 3)  # E = (3/4) / (0.5 * 2 * 0.5)
+    # the same integral by the midpoint rule, for a case with errors on both sides
+    x, k, q, steps = 4, 9, 0.2, 200_000
+    integral = sum(((i + 0.5) / steps * (1 - q) + q) ** x * (1 - ((i + 0.5) / steps * (1 - q) + q)) ** (k - x)
+                   for i in range(steps)) / steps
+    assert sequential_p(x, k, q) == pytest.approx(q ** x * (1 - q) ** (k - x) / integral, rel=1e-6)
+
+
+def test_three_errors_all_on_a_ten_percent_canary_are_evidence_two_are_not():
+    # at the plan's alpha (0.005 a step) no valid test can fail on two errors at 10 %: both falling on the
+    # canary has probability 0.01 under "no worse"; three is the least evidence, and this test uses it
+    alpha = Thresholds.from_plan(load_plan()).alpha
+    assert sequential_p(2, 2, 0.1) > alpha
+    assert sequential_p(3, 3, 0.1) < alpha
+    assert sequential_p(3, 3, 0.11) < alpha  # up to an 11 % share
+
+
+def test_the_share_is_the_alias_weight_unless_the_traffic_shows_the_canary_gets_more():
+    # 7 of 66 (10.6 %) and 28 of 222 (12.6 %) are within the scatter of a 10 % weight: q stays 0.1
+    assert canary_share(7, 59, 0.1) == 0.1
+    assert canary_share(28, 194, 0.1) == 0.1
+    assert canary_share(5, 68, 0.1) == 0.1  # fewer than the weight: the weight
+    # 80 of 400 (20 %) cannot come from 10 % routing: q is the observed share's exact 99 % lower bound
+    q = canary_share(80, 320, 0.1)
+    assert 0.1 < q < 0.2
+    assert 1 - binom_cdf(79, 400, q) == pytest.approx(0.01, rel=1e-4)
+    assert canary_share(3, 7, None) == pytest.approx(0.3)  # no weight known: the observed share
+    assert canary_share(0, 0, 0.1) == 0.1
+
+
+def test_the_test_keeps_its_level_for_a_canary_better_than_stable_too():
+    # the null is composite: "no worse". Errors fall on the canary with probability s0 <= q; over 400 errors
+    # each, looked at after every one, the share of runs ever judged worse stays under alpha
+    rng, q, alpha, runs = random.Random(11), 0.1, 0.05, 2000
+    for s0 in (0.1, 0.05):
+        ever = 0
+        for _ in range(runs):
+            x = 0
+            for k in range(1, 401):
+                x += rng.random() < s0
+                if sequential_p(x, k, q) < alpha:
+                    ever += 1
+                    break
+        assert ever / runs <= alpha
 
 
 def test_needed_invocations_is_the_least_n_whose_bound_is_under():

@@ -104,6 +104,7 @@ def main() -> int:
           f"false_alarm_rate {c.false_alarm_rate:g}, pass_confidence {c.pass_confidence:g}")
     sandbox = Sandbox.up(plan=plan, env=env, state_dir=work / "sandbox", plan_path=plan_file, repo=ROOT)
     failures = 0
+    figures: list[dict] = []
     try:
         os.environ.update(sandbox.env_vars())
         api = sandbox.env_vars()["PROMOTER_API_URL"]
@@ -124,13 +125,42 @@ def main() -> int:
                     outcome = f"{type(exc).__name__} (exit {int(exc.exit_code)}): {exc}"
                 time.sleep(1.5)  # the sandbox flushes its metrics every second
                 _flush(api)
-                failures += not _report(run, args.fault, outcome, ledger, env, api, ports, started, Window)
+                failures += not _report(run, args.fault, outcome, ledger, env, api, ports, started, Window,
+                                        figures)
     finally:
         sandbox.down()
+    _summary(args.fault, figures, args.runs)
     return 1 if failures else 0
 
 
-def _report(run, fault, outcome, ledger, env, api, ports, started, window_type) -> bool:
+def _quantiles(values: list[float]) -> str:
+    ordered = sorted(values)
+    median = ordered[len(ordered) // 2] if len(ordered) % 2 else sum(ordered[len(ordered) // 2 - 1:][:2]) / 2
+    return f"median {median:.2f}, mean {sum(ordered) / len(ordered):.2f}, max {ordered[-1]:.2f}"
+
+
+def _summary(fault: str, figures: list[dict], runs: int) -> None:
+    """Over all runs: the goal's figures (under 3 s and under 20 requests for a fault; never failed for a
+    good release)."""
+    if runs < 2:
+        return
+    print(f"over {runs} runs ({len(figures)} with figures):")
+    if not figures:
+        return
+    if fault == "none":
+        print(f"  time to 100 %: {_quantiles([f['seconds'] for f in figures])} s; "
+              f"ever judged failed: {sum(f['ever_failed'] for f in figures)} of {len(figures)}")
+        return
+    seconds = [f["seconds"] for f in figures]
+    served = [f["served"] for f in figures]
+    print(f"  from the first request to the alias back on stable: {_quantiles(seconds)} s; under 3 s in "
+          f"{sum(s < 3 for s in seconds)} of {len(seconds)}")
+    print(f"  requests the faulty version served: {_quantiles(served)}; under 20 in "
+          f"{sum(n < 20 for n in served)} of {len(served)}; failed requests: "
+          f"{_quantiles([f['failed'] for f in figures])}")
+
+
+def _report(run, fault, outcome, ledger, env, api, ports, started, window_type, figures) -> bool:
     stats = _stats(api)
     runs = ledger.runs(env)
     run_id = runs[-1]["run_id"]
@@ -160,6 +190,7 @@ def _report(run, fault, outcome, ledger, env, api, ports, started, window_type) 
             print("  never reached 100 %")
             return False
         print(f"  time from its first request (answered) to 100 %: {_ts(full) - float(first):.2f}s")
+        figures.append({"seconds": _ts(full) - float(first), "ever_failed": ever_failed})
         return not ever_failed
     if back is None:
         print("  no automatic rollback happened")
@@ -170,6 +201,8 @@ def _report(run, fault, outcome, ledger, env, api, ports, started, window_type) 
     since_failed = f"; from its first failed answer: {_ts(back) - float(failed_first):.2f}s" if failed_first else ""
     print(f"  time from its first request (answered) to alias back on stable: {_ts(back) - float(first):.2f}s"
           f"{since_failed}{since_shift}")
+    figures.append({"seconds": _ts(back) - float(first), "served": stats["versions"].get(candidate, 0),
+                    "failed": failed})
     return True
 
 

@@ -676,10 +676,15 @@ def query_window(step_started: float, now: float) -> Window:
 
 
 def canary_window(step_started: float, now: float) -> Window:
-    """The window a canary step is judged on: :func:`query_window` from the step's first whole second.
+    """The window a canary step is judged on: from the whole second the step started in, up to now.
 
-    What ran in the second of the shift but before it (the pre-traffic gate's requests to the new version) is
-    not the step's: counted, it would swell the canary's share of invocations and so the evidence a fail needs.
-    On AWS CloudWatch rounds a standard-resolution start down to its minute anyway.
+    Metrics are filed under the second they were recorded in (CloudWatch keeps a datapoint's own timestamp), so
+    a window from the step's fractional start would drop the canary's first requests, those answered in the
+    second of the shift: up to a second of the evidence a fail needs. That second's earlier part is stable's
+    traffic from before the shift, which only adds to stable's counts. The pre-traffic gate's requests are not
+    in it: the gate invokes the version by number, and the reader's Lambda metrics are the alias's
+    (Resource ``<function>:<alias>``, ExecutedVersion). On AWS CloudWatch rounds a standard-resolution start
+    down to its minute anyway.
     """
-    return query_window(float(math.ceil(step_started)), now)
+    start = float(math.floor(step_started))
+    return query_window(start, max(now, start + 1.0))

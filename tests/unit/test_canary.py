@@ -467,8 +467,12 @@ def test_query_window_rounds_the_period_up_to_minutes_and_starts_at_the_step():
     assert query_window(1000.4, 1004.0).start == 1000.4
 
 
-def test_a_canary_step_is_judged_from_its_first_whole_second():
-    # what ran in the second of the shift, before it (the pre-traffic gate's requests), is not the step's
+def test_a_canary_step_is_judged_from_the_second_it_started_in():
+    # the canary's requests answered in the second of the shift are filed under that second: they count
     w = canary_window(1000.4, 1004.0)
-    assert (w.start, w.end, w.elapsed, w.period) == (1001.0, 1061.0, 3.0, 60)
+    assert (w.start, w.end, w.elapsed, w.period) == (1000.0, 1060.0, 4.0, 60)
     assert canary_window(1000.0, 1004.0).start == 1000.0
+    # the period covers the window from its whole-second start, up to now
+    w = canary_window(1000.9, 1060.5)
+    assert w.start == 1000.0 and w.end >= 1060.5 and w.period == 120
+    assert canary_window(1000.4, 1000.5).elapsed == 1.0

@@ -551,11 +551,12 @@ class _Run:
     def _changed(self, after: AliasState, **note: Any) -> AliasState:
         """Record the pending change as done, with the state the alias is in now."""
         step, before, _wanted = self.pending or ("?", self.last_set or after, after)
-        self.pending = None
-        self.last_set = after
         change = {"step": step, "before": before.to_dict(), "after": after.to_dict(), **note}
-        self.record.alias_changes.append(change)
-        self.log("alias-change", **change)
+        with self.guard.deferred():  # an interrupt between forgetting the intent and recording it would lose it
+            self.pending = None
+            self.last_set = after
+            self.record.alias_changes.append(change)
+            self.log("alias-change", **change)
         weight = _weight_of(after, self.candidate)
         self.emit(ReleaseEvent("shift", {"step": step, "alias": after.to_dict(), "weight": weight}))
         return after

@@ -267,16 +267,37 @@ class InterruptGuard:
     def __init__(self) -> None:
         self.count = 0
         self.stopping = False
+        self._deferring = 0
+        self._deferred = False
 
     def _handle(self, _signum: int, _frame: Any) -> None:
         self.count += 1
-        if not self.stopping:
-            self.stopping = True
-            raise KeyboardInterrupt
+        if self.stopping:
+            return
+        if self._deferring:
+            self._deferred = True  # raised when the bookkeeping under way is done
+            return
+        self.stopping = True
+        raise KeyboardInterrupt
 
     def stop(self) -> None:
         """From now on interrupts are only counted: the run is ending."""
         self.stopping = True
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Bookkeeping that must not be cut in half (an alias change done and its record written): an interrupt
+        that arrives inside is raised as the block ends."""
+        self._deferring += 1
+        try:
+            yield
+        finally:
+            self._deferring -= 1
+        if not self._deferring and self._deferred:
+            self._deferred = False
+            if not self.stopping:
+                self.stopping = True
+                raise KeyboardInterrupt
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[InterruptGuard]:

@@ -519,6 +519,32 @@ def test_interrupts_during_the_pre_traffic_gate_end_the_run_with_nothing_moved(w
     assert end["outcome"] == "aborted" and "before any traffic moved" in end["reason"]
 
 
+@pytest.mark.parametrize("on_interrupt", ["hold", "rollback"])
+def test_an_interrupt_while_an_alias_change_is_recorded_does_not_lose_the_record(world, on_interrupt):  # noqa: F811
+    # GIVEN Ctrl-C delivered while the 10 % change, applied, is being written to the ledger
+    append = world.ledger.append
+
+    def append_interrupted(env, kind, **data):
+        if kind == "alias-change" and data.get("step") == 10:
+            os.kill(os.getpid(), signal.SIGINT)  # delivered at once, in the middle of the bookkeeping
+            time.sleep(0.01)
+        return append(env, kind, **data)
+
+    world.ledger.append = append_interrupted
+    with pytest.raises(Interrupted):
+        release.deploy(replace(world.settings, on_interrupt=on_interrupt), world.ports)
+    # THEN the change is on record once, and the run ended where the alias is
+    changes = kinds(world.ledger, "alias-change")
+    assert [c["step"] for c in changes].count(10) == 1
+    end = _complete(world.ledger)
+    if on_interrupt == "hold":
+        assert end["outcome"] == "interrupted-hold"
+        assert changes[-1]["after"]["weights"] == {"2": 0.1} == world.router.read().weights
+    else:
+        assert end["outcome"] == "rolled-back"
+        assert changes[-1]["step"] == "rollback" and world.router.read().weights == {}
+
+
 # -- a run killed between an alias change and its record ------------------------------------------------------------
 class _Killed(BaseException):
     """The process dies (kill -9) at this point: nothing after it runs."""

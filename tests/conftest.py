@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 import yaml
+
+# A suite started as a background job (``cmd &`` without job control) inherits SIGINT ignored, and the ignore
+# passes on to every child; the tests of Ctrl-C need Python's own handler, as an engineer's terminal gives it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 _AWS_VARS_TO_CLEAR = (
     "AWS_PROFILE",

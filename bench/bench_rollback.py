@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -134,9 +135,7 @@ def main() -> int:
 
 
 def _quantiles(values: list[float]) -> str:
-    ordered = sorted(values)
-    median = ordered[len(ordered) // 2] if len(ordered) % 2 else sum(ordered[len(ordered) // 2 - 1:][:2]) / 2
-    return f"median {median:.2f}, mean {sum(ordered) / len(ordered):.2f}, max {ordered[-1]:.2f}"
+    return f"median {statistics.median(values):.2f}, mean {statistics.fmean(values):.2f}, max {max(values):.2f}"
 
 
 def _summary(fault: str, figures: list[dict], runs: int) -> None:
